@@ -1,0 +1,3 @@
+from bookbazar.cli import main
+
+main()

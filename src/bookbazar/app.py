@@ -1,0 +1,120 @@
+"""create_app(): FastAPI (REST under /api/v1) and Socket.IO (/socket.io) in one ASGI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import socketio
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from bookbazar import __version__
+from bookbazar.auth.routes import router as auth_router
+from bookbazar.catalog.routes import admin_router as catalog_admin_router
+from bookbazar.catalog.routes import router as catalog_router
+from bookbazar.config import Settings, get_settings
+from bookbazar.errors import error_response, install_error_handlers
+from bookbazar.middleware import RequestContextMiddleware
+from bookbazar.realtime.emitter import manager_emit
+from bookbazar.realtime.server import create_sio
+from bookbazar.services import Services
+
+log = structlog.get_logger(__name__)
+
+API_ROUTERS: tuple[APIRouter, ...] = (
+    auth_router,
+    catalog_router,
+    catalog_admin_router,
+)
+
+
+class BookBazarApp:
+    """The ASGI entry point: Socket.IO at /socket.io, everything else to FastAPI."""
+
+    def __init__(self, api: FastAPI, sio: socketio.AsyncServer) -> None:
+        self.api = api
+        self.sio = sio
+        self._asgi = socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._asgi(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> BookBazarApp:
+    settings = settings or get_settings()
+    _, redis_url = settings.require_urls()
+    sio = create_sio(settings, redis_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.create(settings, manager_emit(sio))
+        app.state.services = services
+        app.state.sessionmaker = services.sessionmaker
+        app.state.redis = services.redis
+        log.info("api_started", version=__version__, environment=settings.environment)
+        try:
+            yield
+        finally:
+            await services.close()
+            log.info("api_stopped")
+
+    api = FastAPI(
+        title="Book Bazar",
+        version=__version__,
+        description="Online bookstore backend: catalog, carts, orders, payments, live updates.",
+        lifespan=lifespan,
+    )
+    api.state.settings = settings
+    api.state.sio = sio
+    install_error_handlers(api)
+    if settings.cors_origins:
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    api.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+
+    v1 = APIRouter(prefix="/api/v1")
+    for router in API_ROUTERS:
+        v1.include_router(router)
+    api.include_router(v1)
+    _add_operations_routes(api)
+    return BookBazarApp(api, sio)
+
+
+def _add_operations_routes(api: FastAPI) -> None:
+    @api.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz", tags=["operations"], summary="PostgreSQL and Redis are reachable")
+    async def readyz(request: Request) -> Response:
+        services: Services = request.app.state.services
+        checks: dict[str, str] = {}
+        try:
+            async with services.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["postgres"] = "ok"
+        except Exception as exc:  # any failure means "not ready", with the reason
+            checks["postgres"] = f"unavailable: {type(exc).__name__}"
+        try:
+            await services.redis.ping()  # type: ignore[misc]
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"unavailable: {type(exc).__name__}"
+        if all(v == "ok" for v in checks.values()):
+            return JSONResponse({"status": "ready", "checks": checks})
+        return error_response(503, "Not ready", [checks])
+
+    @api.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

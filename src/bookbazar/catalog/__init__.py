@@ -1,0 +1,1 @@
+"""Books: search, details, admin create and restock, demo catalog."""

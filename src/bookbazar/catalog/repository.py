@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookbazar.models import Book
+
+
+def _like(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def search(
+    session: AsyncSession, q: str | None, *, offset: int, limit: int
+) -> tuple[list[Book], int]:
+    stmt = select(Book, func.count().over().label("total"))
+    if q:
+        pattern = _like(q)
+        stmt = stmt.where(or_(Book.title.ilike(pattern), Book.author.ilike(pattern)))
+    stmt = stmt.order_by(Book.title, Book.id).offset(offset).limit(limit)
+    rows = (await session.execute(stmt)).all()
+    if rows:
+        return [r[0] for r in rows], int(rows[0][1])
+    if offset == 0:
+        return [], 0
+    # Past the last page: still report the true total.
+    count = select(func.count()).select_from(Book)
+    if q:
+        count = count.where(or_(Book.title.ilike(_like(q)), Book.author.ilike(_like(q))))
+    return [], int((await session.execute(count)).scalar_one())
+
+
+async def get(session: AsyncSession, book_id: uuid.UUID) -> Book | None:
+    return await session.get(Book, book_id)
+
+
+async def get_many(session: AsyncSession, book_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Book]:
+    if not book_ids:
+        return {}
+    rows = await session.execute(select(Book).where(Book.id.in_(book_ids)))
+    return {b.id: b for b in rows.scalars()}
+
+
+async def insert_book(session: AsyncSession, values: dict[str, object]) -> Book | None:
+    """Insert; None when the ISBN is already used."""
+    stmt = (
+        insert(Book)
+        .values(id=uuid.uuid4(), **values)
+        .on_conflict_do_nothing(index_elements=[Book.isbn])
+        .returning(Book)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def add_stock(session: AsyncSession, book_id: uuid.UUID, quantity: int) -> Book | None:
+    stmt = (
+        update(Book)
+        .where(Book.id == book_id)
+        .values(stock=Book.stock + quantity, updated_at=func.now())
+        .returning(Book)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

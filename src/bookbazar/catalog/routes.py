@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from bookbazar.auth.deps import AdminUser
+from bookbazar.catalog import service
+from bookbazar.catalog.schemas import BookIn, RestockIn
+from bookbazar.db import SessionDep
+from bookbazar.kit.pagination import PageDep
+from bookbazar.kit.responses import ok
+from bookbazar.services import ServicesDep
+
+router = APIRouter(prefix="/books", tags=["catalog"])
+admin_router = APIRouter(prefix="/admin/books", tags=["admin"])
+
+
+@router.get("", summary="Search the catalog")
+async def list_books(
+    services: ServicesDep,
+    session: SessionDep,
+    page: PageDep,
+    q: Annotated[str | None, Query(max_length=200, description="title or author")] = None,
+) -> Response:
+    data = await service.list_books(session, services.inventory, q, page)
+    return ok(data)
+
+
+@router.get("/{book_id}", summary="One book")
+async def get_book(book_id: uuid.UUID, services: ServicesDep, session: SessionDep) -> Response:
+    return ok(await service.get_book(session, services.inventory, book_id))
+
+
+@admin_router.post("", status_code=201, summary="Add a book (admin)")
+async def create_book(body: BookIn, _: AdminUser, session: SessionDep) -> Response:
+    return ok(await service.create_book(session, body), "Book created", status=201)
+
+
+@admin_router.post("/{book_id}/restock", summary="Add units on hand (admin)")
+async def restock(
+    book_id: uuid.UUID, body: RestockIn, _: AdminUser, services: ServicesDep, session: SessionDep
+) -> Response:
+    book = await service.restock(
+        session, services.inventory, services.emitter, book_id, body.quantity
+    )
+    return ok(book, "Restocked")

@@ -1,0 +1,166 @@
+"""One validated settings object, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Secrets that appear in tutorials and .env examples; never acceptable outside development.
+_KNOWN_WEAK_SECRETS = {
+    "secret",
+    "changeme",
+    "change-me",
+    "your_jwt_secret",
+    "jwt_secret",
+    "password",
+    "dev",
+    "development",
+}
+MIN_SECRET_LENGTH = 32
+DEV_JWT_SECRET = "bookbazar-development-only-secret-not-for-production"
+DEV_WEBHOOK_SECRET = "whsec_bookbazar_development_only"
+
+
+class ConfigError(RuntimeError):
+    """Start-up configuration is missing or invalid; the message names the setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    environment: Literal["development", "test", "production"] = Field(
+        default="production", validation_alias="BOOKBAZAR_ENV"
+    )
+    database_url: str | None = None
+    redis_url: str | None = None
+    jwt_secret: str | None = None
+    jwt_ttl_seconds: int = Field(default=86_400, ge=60)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65_535)
+    public_url: str | None = None
+    data_dir: Path = Path(".bookbazar")
+
+    payment_provider: Literal["sandbox", "stripe", "razorpay"] = "sandbox"
+    sandbox_webhook_secret: str | None = None
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+    razorpay_key_id: str | None = None
+    razorpay_key_secret: str | None = None
+    razorpay_webhook_secret: str | None = None
+
+    reservation_ttl_seconds: int = Field(default=900, ge=5, le=86_400)
+    # payments/init extends the reservation when fewer than this many seconds are left.
+    payment_min_window_seconds: int = Field(default=300, ge=0)
+    payment_verify_after_seconds: int = Field(default=120, ge=1)
+    smtp_url: str | None = None
+    mail_from: str = "Book Bazar <orders@bookbazar.local>"
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=86_400)
+
+    sweeper_interval_seconds: float = Field(default=30.0, gt=0)
+    pending_grace_seconds: int = Field(default=60, ge=1)
+    outbox_poll_seconds: float = Field(default=0.2, gt=0)
+    fulfillment_ship_delay_seconds: int = Field(default=2, ge=0)
+    fulfillment_deliver_delay_seconds: int = Field(default=5, ge=0)
+    # Named crash points for fault-injection tests; never set in production.
+    fault_points: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", "fault_points", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, value: list[str]) -> list[str]:
+        if "*" in value:
+            raise ValueError("'*' is not allowed: credentials are sent, list the origins")
+        return value
+
+    @model_validator(mode="after")
+    def _check_secrets(self) -> Settings:
+        dev = self.environment != "production"
+        if self.jwt_secret is None:
+            if not dev:
+                raise ValueError("JWT_SECRET is required (at least 32 random characters)")
+            self.jwt_secret = DEV_JWT_SECRET
+        elif not dev and (
+            len(self.jwt_secret) < MIN_SECRET_LENGTH
+            or self.jwt_secret.lower() in _KNOWN_WEAK_SECRETS
+            or self.jwt_secret == DEV_JWT_SECRET
+        ):
+            raise ValueError(
+                f"JWT_SECRET is too weak: use at least {MIN_SECRET_LENGTH} random characters"
+            )
+        if self.sandbox_webhook_secret is None:
+            if self.payment_provider == "sandbox" and not dev:
+                raise ValueError("SANDBOX_WEBHOOK_SECRET is required with PAYMENT_PROVIDER=sandbox")
+            self.sandbox_webhook_secret = DEV_WEBHOOK_SECRET
+        if self.payment_provider == "stripe" and not (
+            self.stripe_api_key and self.stripe_webhook_secret
+        ):
+            raise ValueError(
+                "STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET are required with PAYMENT_PROVIDER=stripe"
+            )
+        if self.payment_provider == "razorpay" and not (
+            self.razorpay_key_id and self.razorpay_key_secret and self.razorpay_webhook_secret
+        ):
+            raise ValueError(
+                "RAZORPAY_KEY_ID, RAZORPAY_KEY_SECRET and RAZORPAY_WEBHOOK_SECRET are required "
+                "with PAYMENT_PROVIDER=razorpay"
+            )
+        if self.fault_points and not dev:
+            raise ValueError("FAULT_POINTS is for tests only and refused in production")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment != "production"
+
+    @property
+    def secret(self) -> str:
+        assert self.jwt_secret is not None  # set by the validator
+        return self.jwt_secret
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def require_urls(self) -> tuple[str, str]:
+        """The database and Redis URLs, or a ConfigError naming the missing one."""
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL is not set (or run `bookbazar up` for embedded ones)")
+        if not self.redis_url:
+            raise ConfigError("REDIS_URL is not set (or run `bookbazar up` for embedded ones)")
+        return self.database_url, self.redis_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning validation errors into one ConfigError that names each setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {msg}" if name != "settings" else msg)
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,163 @@
+"""The one error hierarchy services raise, and the handlers that render the envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
+
+
+class AppError(Exception):
+    """A failure the client can act on: rendered as the error envelope with `status_code`."""
+
+    status_code = 400
+    default_message = "Bad request"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        errors: list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.errors = errors or []
+        self.headers = headers
+        super().__init__(self.message)
+
+
+class BadRequest(AppError):
+    status_code = 400
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    default_message = "Authentication required"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    default_message = "You are not allowed to do this"
+
+
+class NotFound(AppError):
+    status_code = 404
+    default_message = "Not found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    default_message = "Conflict"
+
+
+class InsufficientStock(Conflict):
+    default_message = "Not enough stock"
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    default_message = "Request body too large"
+
+
+class Unprocessable(AppError):
+    status_code = 422
+    default_message = "Unprocessable request"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    default_message = "Too many requests"
+
+    def __init__(self, message: str | None = None, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    default_message = "Service temporarily unavailable, please retry"
+
+
+class BadGateway(AppError):
+    status_code = 502
+    default_message = "The payment provider did not answer, please retry"
+
+
+def error_body(status: int, message: str, errors: list[Any] | None = None) -> dict[str, Any]:
+    return {"statusCode": status, "message": message, "success": False, "errors": errors or []}
+
+
+def error_response(
+    status: int,
+    message: str,
+    errors: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(status, message, errors), status_code=status, headers=headers)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        out.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid")})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_app_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AppError)
+        return error_response(exc.status_code, exc.message, exc.errors, exc.headers)
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = _validation_errors(exc)
+        fields = ", ".join(e["field"] for e in errors)
+        return error_response(422, f"Invalid request: check {fields}", errors)
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed"
+        return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
+
+    async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("dependency_unavailable", path=request.url.path, error=type(exc).__name__)
+        return error_response(503, ServiceUnavailable.default_message, headers={"Retry-After": "1"})
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", path=request.url.path)
+        return error_response(500, "Internal server error")
+
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    for exc_type in (
+        RedisConnectionError,
+        RedisTimeoutError,
+        OperationalError,
+        InterfaceError,
+        ConnectionError,
+        OSError,
+    ):
+        app.add_exception_handler(exc_type, on_unavailable)
+    app.add_exception_handler(DBAPIError, on_db_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+async def on_db_error(request: Request, exc: Exception) -> JSONResponse:
+    # asyncpg surfaces a lost server as DBAPIError wrapping a connection error.
+    assert isinstance(exc, DBAPIError)
+    if exc.connection_invalidated or "connection" in str(exc.orig).lower():
+        log.warning("database_unavailable", path=request.url.path)
+        return error_response(503, ServiceUnavailable.default_message, headers={"Retry-After": "1"})
+    log.exception("database_error", path=request.url.path)
+    return error_response(500, "Internal server error")

@@ -1,0 +1,1 @@
+"""Small shared helpers: responses, pagination, money, ids, time."""

@@ -1,0 +1,34 @@
+"""All SQLAlchemy models, in one place for Alembic."""
+
+from bookbazar.models.base import Base
+from bookbazar.models.catalog import Book
+from bookbazar.models.commerce import (
+    Cart,
+    CartItem,
+    IdempotencyRecord,
+    Order,
+    OrderItem,
+    OrderStatus,
+    Shipment,
+)
+from bookbazar.models.events import OutboxEvent, SentNotification
+from bookbazar.models.payments import Payment, ProcessedWebhookEvent
+from bookbazar.models.users import Role, User
+
+__all__ = [
+    "Base",
+    "Book",
+    "Cart",
+    "CartItem",
+    "IdempotencyRecord",
+    "Order",
+    "OrderItem",
+    "OrderStatus",
+    "OutboxEvent",
+    "Payment",
+    "ProcessedWebhookEvent",
+    "Role",
+    "SentNotification",
+    "Shipment",
+    "User",
+]
