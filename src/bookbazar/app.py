@@ -16,11 +16,15 @@ from sqlalchemy import text
 
 from bookbazar import __version__
 from bookbazar.auth.routes import router as auth_router
+from bookbazar.cart.routes import router as cart_router
 from bookbazar.catalog.routes import admin_router as catalog_admin_router
 from bookbazar.catalog.routes import router as catalog_router
 from bookbazar.config import Settings, get_settings
 from bookbazar.errors import error_response, install_error_handlers
+from bookbazar.kit import faults
 from bookbazar.middleware import RequestContextMiddleware
+from bookbazar.orders.routes import router as orders_router
+from bookbazar.orders.service import refresh_metrics as refresh_order_metrics
 from bookbazar.realtime.emitter import manager_emit
 from bookbazar.realtime.server import create_sio
 from bookbazar.services import Services
@@ -31,6 +35,8 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     auth_router,
     catalog_router,
     catalog_admin_router,
+    cart_router,
+    orders_router,
 )
 
 
@@ -53,6 +59,7 @@ def create_app(settings: Settings | None = None) -> BookBazarApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        faults.configure(settings.fault_points)
         services = Services.create(settings, manager_emit(sio))
         app.state.services = services
         app.state.sessionmaker = services.sessionmaker
@@ -116,5 +123,10 @@ def _add_operations_routes(api: FastAPI) -> None:
         return error_response(503, "Not ready", [checks])
 
     @api.get("/metrics", tags=["operations"], summary="Prometheus metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        services: Services = request.app.state.services
+        try:
+            await refresh_order_metrics(services)
+        except Exception:  # metrics must render even when a store is down
+            log.warning("order_metrics_unavailable")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

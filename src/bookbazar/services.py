@@ -23,6 +23,9 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # A separate small pool for stock reconciliation, which request code may need while
+    # its own session holds a connection: sharing one pool could deadlock under load.
+    maintenance_engine: AsyncEngine
     redis: Redis
     scripts: Scripts
     inventory: Inventory
@@ -34,22 +37,26 @@ class Services:
         database_url, redis_url = settings.require_urls()
         engine = create_engine(database_url, pool_size=pool_size)
         sessionmaker = create_sessionmaker(engine)
+        maintenance_engine = create_engine(database_url, pool_size=2, max_overflow=2)
         redis = create_redis(redis_url)
         scripts = Scripts(redis)
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
+            maintenance_engine=maintenance_engine,
             redis=redis,
             scripts=scripts,
-            inventory=Inventory(redis, scripts, sessionmaker),
+            inventory=Inventory(redis, scripts, create_sessionmaker(maintenance_engine)),
             queues=Queues(redis),
             emitter=Emitter(redis, emit),
         )
 
     async def close(self) -> None:
         await self.redis.aclose()
+        await self.redis.connection_pool.disconnect()
         await self.engine.dispose()
+        await self.maintenance_engine.dispose()
 
 
 def _request_services(request: Request) -> Services:

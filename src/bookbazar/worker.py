@@ -16,6 +16,7 @@ from bookbazar.config import Settings
 from bookbazar.kit import faults
 from bookbazar.kit.jobs import JobContext, JobHandler, JobRegistry, Loop
 from bookbazar.metrics import JOBS
+from bookbazar.outbox.relay import relay_loop
 from bookbazar.realtime import CHANNEL
 from bookbazar.realtime.emitter import manager_emit
 from bookbazar.services import Services
@@ -23,7 +24,7 @@ from bookbazar.services import Services
 log = structlog.get_logger(__name__)
 
 # Modules exposing JOBS: JobRegistry. Imported when the worker starts.
-JOB_MODULES: tuple[str, ...] = ()
+JOB_MODULES: tuple[str, ...] = ("bookbazar.cart.jobs", "bookbazar.orders.jobs")
 
 
 def load_registry() -> JobRegistry:
@@ -33,6 +34,8 @@ def load_registry() -> JobRegistry:
         for queue, handlers in registry.handlers.items():
             merged.handlers.setdefault(queue, {}).update(handlers)
         merged.loops.extend(registry.loops)
+        for event_type, hooks in registry.event_hooks.items():
+            merged.event_hooks.setdefault(event_type, []).extend(hooks)
     return merged
 
 
@@ -97,9 +100,14 @@ class WorkerProcess:
             )
             for queue, handlers in registry.handlers.items()
         ]
+        hooks = registry.event_hooks
+
+        async def outbox_relay(services: Services, stop: asyncio.Event) -> None:
+            await relay_loop(services, stop, hooks)
+
         loops = [
             asyncio.create_task(self._run_loop(loop, services), name=loop.__name__)
-            for loop in registry.loops
+            for loop in (outbox_relay, *registry.loops)
         ]
         log.info("worker_started", queues=sorted(registry.handlers), loops=len(loops))
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ class Inventory:
         self.redis = redis
         self.scripts = scripts
         self.sessionmaker = sessionmaker
+        # One rebuild of missing counters at a time per process (no stampede after a flush).
+        self._rebuild_lock = asyncio.Lock()
 
     async def available(self, book_ids: Sequence[UUID]) -> dict[UUID, int]:
         """Units available per book; counters missing in Redis are rebuilt first."""
@@ -71,10 +74,19 @@ class Inventory:
             else:
                 out[book_id] = int(value)
         if missing:
-            report = await self.reconcile(missing)
-            for book_id in missing:
-                out[book_id] = report.counters.get(book_id, (None, 0))[1]
+            out.update(await self._rebuild_missing(missing))
         return out
+
+    async def _rebuild_missing(self, book_ids: list[UUID]) -> dict[UUID, int]:
+        async with self._rebuild_lock:
+            values = await self.redis.mget([keys.avail(b) for b in book_ids])
+            out = {b: int(v) for b, v in zip(book_ids, values, strict=True) if v is not None}
+            still_missing = [b for b in book_ids if b not in out]
+            if still_missing:
+                report = await self.reconcile(still_missing)
+                for book_id in still_missing:
+                    out[book_id] = report.counters.get(book_id, (None, 0))[1]
+            return out
 
     async def reserve(
         self,
@@ -103,7 +115,7 @@ class Inventory:
             result = await self.scripts.run("stock_reserve", script_keys, args)
             tag = result[0]
             if tag == "MISSING":
-                await self.reconcile([UUID(b) for b in result[1:]])
+                await self._rebuild_missing([UUID(b) for b in result[1:]])
                 continue
             if tag == "OK":
                 levels = {UUID(result[i]): int(result[i + 1]) for i in range(1, len(result), 2)}
@@ -148,17 +160,30 @@ class Inventory:
         members = await self.redis.zrangebyscore(keys.INDEX, "-inf", upper)
         return [UUID(m) for m in members]
 
+    async def held_units(self) -> int:
+        """Units held by all live reservations (for metrics)."""
+        orders = await self.held_orders()
+        if not orders:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for order_id in orders:
+                pipe.hvals(keys.reservation(order_id))
+            values = await pipe.execute()
+        return sum(int(v) for row in values for v in row)
+
     async def reconcile(self, book_ids: Sequence[UUID] | None = None) -> ReconcileReport:
         """Rebuild counters exactly: available = on hand - units held (PostgreSQL truth).
 
-        Safe while orders are placed: the books' rows are locked FOR SHARE (no sale or
-        restock can commit meanwhile) and reservations made meanwhile are counted where
-        they live, in Redis. Lost reservations of PAYMENT_PENDING orders are recreated;
+        Safe while orders are placed and paid: the books' rows are locked FOR SHARE (no
+        sale or restock of them can commit meanwhile) and reservations made meanwhile are
+        counted where they live, in Redis. Lost reservations of PAYMENT_PENDING orders are recreated;
         reservations of orders that ended are finished.
         """
         members = [str(m) for m in await self.held_orders()]
         async with self.sessionmaker() as session, session.begin():
-            await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            # READ COMMITTED on purpose: the FOR SHARE locks stop every sale and restock of
+            # these books until we finish, and later statements then see what committed
+            # before the locks (REPEATABLE READ would fail on rows sold meanwhile).
             where = "" if book_ids is None else "WHERE id = ANY(:ids)"
             params = {} if book_ids is None else {"ids": list(book_ids)}
             rows = await session.execute(

@@ -20,6 +20,8 @@ class JobContext:
 
 
 JobHandler = Callable[[JobContext], Awaitable[Any]]
+# Runs in the outbox relay for each relayed event of a type (at least once: be idempotent).
+EventHook = Callable[[Services, dict[str, Any]], Awaitable[None]]
 # A long-running loop in the worker (outbox relay, sweeper); it returns when `stop` is set.
 Loop = Callable[[Services, Any], Awaitable[None]]
 
@@ -30,6 +32,7 @@ class JobRegistry:
 
     handlers: dict[str, dict[str, JobHandler]] = field(default_factory=dict)
     loops: list[Loop] = field(default_factory=list)
+    event_hooks: dict[str, list[EventHook]] = field(default_factory=dict)
 
     def job(self, queue: str, name: str) -> Callable[[JobHandler], JobHandler]:
         def register(fn: JobHandler) -> JobHandler:
@@ -41,3 +44,11 @@ class JobRegistry:
     def loop(self, fn: Loop) -> Loop:
         self.loops.append(fn)
         return fn
+
+    def on_event(self, *event_types: str) -> Callable[[EventHook], EventHook]:
+        def register(fn: EventHook) -> EventHook:
+            for event_type in event_types:
+                self.event_hooks.setdefault(event_type, []).append(fn)
+            return fn
+
+        return register

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer, String, Text, text
+from sqlalchemy import DateTime, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -16,7 +16,12 @@ class OutboxEvent(Base):
 
     __tablename__ = "outbox_events"
     __table_args__ = (
-        Index("ix_outbox_unsent", "created_at", postgresql_where=text("sent_at IS NULL")),
+        Index(
+            "ix_outbox_unsent",
+            "next_attempt_at",
+            "created_at",
+            postgresql_where=text("sent_at IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -27,6 +32,10 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = created_at()
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A failed relay is retried no earlier than this (exponential backoff, capped).
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     last_error: Mapped[str | None] = mapped_column(Text)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 21:06:32.498414
+Create Date: 2026-11-26
 """
 
 from collections.abc import Sequence
@@ -62,6 +62,12 @@ def upgrade() -> None:
         ),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column(
+            "next_attempt_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_events")),
     )
@@ -69,7 +75,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_outbox_unsent",
         "outbox_events",
-        ["created_at"],
+        ["next_attempt_at", "created_at"],
         unique=False,
         postgresql_where=sa.text("sent_at IS NULL"),
     )

@@ -1,0 +1,1 @@
+"""Orders: idempotent placement, reservation expiry, cancellation, history."""

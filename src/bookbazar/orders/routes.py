@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Response
+from fastapi.responses import JSONResponse
+
+from bookbazar.auth.deps import CurrentUser
+from bookbazar.db import SessionDep
+from bookbazar.kit.idempotency import HEADER, validate_key
+from bookbazar.kit.pagination import PageDep
+from bookbazar.kit.responses import ok
+from bookbazar.orders import service
+from bookbazar.orders.schemas import PlaceOrderIn
+from bookbazar.services import ServicesDep
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Place an order from the cart (requires Idempotency-Key)",
+    responses={409: {"description": "Not enough stock, or the same key is in flight"}},
+)
+async def place_order(
+    user: CurrentUser,
+    services: ServicesDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias=HEADER, description="1-255 characters, unique per order attempt"),
+    ] = None,
+    body: Annotated[PlaceOrderIn | None, Body()] = None,
+) -> Response:
+    key = validate_key(idempotency_key)
+    placed = await service.place_order(services, user.id, key, body or PlaceOrderIn())
+    headers = {"Idempotent-Replayed": "true"} if placed.replayed else None
+    return JSONResponse(placed.body, status_code=placed.status, headers=headers)
+
+
+@router.get("", summary="The caller's orders, newest first")
+async def list_orders(user: CurrentUser, session: SessionDep, page: PageDep) -> Response:
+    return ok(await service.list_orders(session, user.id, page))
+
+
+@router.get("/{order_id}", summary="One of the caller's orders")
+async def get_order(order_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
+    return ok(await service.get_order(session, user.id, order_id))
+
+
+@router.post("/{order_id}/cancel", summary="Cancel an order awaiting payment")
+async def cancel_order(order_id: uuid.UUID, user: CurrentUser, services: ServicesDep) -> Response:
+    return ok(await service.cancel_order(services, user.id, order_id), "Order cancelled")

@@ -1,0 +1,123 @@
+"""The order state machine (DESIGN.md §4), applied with guarded updates.
+
+Every transition is `UPDATE ... WHERE id = :id AND status IN (allowed sources)`, so two
+racing paths (webhook vs expiry, expiry vs cancel) can never both win. The event for the
+transition is written to the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from bookbazar.models import Order
+from bookbazar.models import OrderStatus as S
+from bookbazar.outbox.store import add_order_event
+
+TRANSITIONS: dict[S, frozenset[S]] = {
+    S.PENDING: frozenset({S.PAYMENT_PENDING, S.FAILED}),
+    S.PAYMENT_PENDING: frozenset({S.PAID, S.EXPIRED, S.CANCELLED}),
+    S.PAID: frozenset({S.FULFILLING}),
+    S.FULFILLING: frozenset({S.SHIPPED}),
+    S.SHIPPED: frozenset({S.DELIVERED}),
+    # A payment that arrives after the reservation ended: sold if stock allows, else refunded.
+    S.EXPIRED: frozenset({S.PAID, S.REFUND_PENDING}),
+    S.CANCELLED: frozenset({S.PAID, S.REFUND_PENDING}),
+    S.REFUND_PENDING: frozenset({S.REFUNDED}),
+}
+
+EVENT_FOR: dict[S, str] = {
+    S.PAYMENT_PENDING: "order.created",
+    S.PAID: "order.paid",
+    S.EXPIRED: "order.expired",
+    S.CANCELLED: "order.cancelled",
+    S.FULFILLING: "order.fulfilling",
+    S.SHIPPED: "order.shipped",
+    S.DELIVERED: "order.delivered",
+    S.REFUNDED: "order.refunded",
+}
+
+RESERVING = frozenset({S.PENDING, S.PAYMENT_PENDING})
+SOLD = frozenset({S.PAID, S.FULFILLING, S.SHIPPED, S.DELIVERED})
+
+
+def sources_of(target: S) -> frozenset[S]:
+    return frozenset(src for src, targets in TRANSITIONS.items() if target in targets)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The outcome: `applied` (this call moved it), `already` (it was there already), or
+    neither (it is in `status`, from which `target` is not allowed)."""
+
+    order_id: uuid.UUID
+    target: S
+    status: S
+    applied: bool
+    user_id: uuid.UUID | None = None
+    total: int = 0
+    currency: str = ""
+    event_id: uuid.UUID | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.applied or self.status == self.target
+
+
+async def transition(
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    target: S,
+    *,
+    from_: frozenset[S] | None = None,
+    values: dict[str, Any] | None = None,
+    event_data: dict[str, Any] | None = None,
+    extra_where: Sequence[ColumnElement[bool]] = (),
+) -> Transition:
+    """Move the order to `target` if it is in one of the allowed source states (all legal
+    sources by default, or the subset `from_`), writing the outbox event atomically.
+    Does not commit."""
+    sources = sources_of(target) if from_ is None else from_ & sources_of(target)
+    stmt = (
+        update(Order)
+        .where(Order.id == order_id, Order.status.in_([s.value for s in sources]), *extra_where)
+        .values(status=target.value, updated_at=func.now(), **(values or {}))
+        .returning(Order.user_id, Order.total, Order.currency)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        current = (
+            await session.execute(select(Order.status).where(Order.id == order_id))
+        ).scalar_one_or_none()
+        if current is None:
+            raise LookupError(f"order {order_id} does not exist")
+        return Transition(order_id, target, S(current), applied=False)
+    event_id = None
+    event_type = EVENT_FOR.get(target)
+    if event_type is not None:
+        event_id = await add_order_event(
+            session,
+            event_type,
+            order_id=order_id,
+            user_id=row.user_id,
+            status=target.value,
+            total=row.total,
+            currency=row.currency,
+            data=event_data,
+        )
+    return Transition(
+        order_id,
+        target,
+        target,
+        applied=True,
+        user_id=row.user_id,
+        total=row.total,
+        currency=row.currency,
+        event_id=event_id,
+    )

@@ -1,0 +1,1 @@
+"""Transactional outbox: events written with the state change, relayed by the worker."""

@@ -1,0 +1,96 @@
+"""The outbox relay: publishes unsent events at least once, in order of creation.
+
+Several relays may run at once: each batch is claimed with FOR UPDATE SKIP LOCKED, so in
+the normal case no event is sent twice. A failed event is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+
+from bookbazar.kit.clock import utcnow
+from bookbazar.kit.jobs import EventHook
+from bookbazar.services import Services
+
+log = structlog.get_logger(__name__)
+
+ORDER_EVENTS_CHANNEL = "order:events"
+BATCH = 200
+MAX_BACKOFF_SECONDS = 60
+
+
+async def publish_event(
+    services: Services, event: dict[str, Any], hooks: Sequence[EventHook]
+) -> None:
+    await services.redis.publish(ORDER_EVENTS_CHANNEL, json.dumps(event))
+    if event.get("userId"):
+        await services.emitter.emit_to_user(event["userId"], event["type"], event)
+    for hook in hooks:
+        await hook(services, event)
+
+
+async def relay_once(services: Services, hooks: Mapping[str, Sequence[EventHook]]) -> int:
+    """Claim and publish one batch; returns how many events were handled."""
+    async with services.sessionmaker() as session, session.begin():
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT id, type, payload, attempts FROM outbox_events "
+                    "WHERE sent_at IS NULL AND next_attempt_at <= now() "
+                    "ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED"
+                ),
+                {"batch": BATCH},
+            )
+        ).all()
+        if not rows:
+            return 0
+        sent: list[Any] = []
+        for row in rows:
+            try:
+                await publish_event(services, row.payload, hooks.get(row.type, ()))
+                sent.append(row.id)
+            except Exception as exc:
+                backoff = min(MAX_BACKOFF_SECONDS, 2 ** min(row.attempts, 6))
+                log.warning(
+                    "outbox_publish_failed",
+                    event_id=str(row.id),
+                    event_type=row.type,
+                    error=repr(exc),
+                    retry_in=backoff,
+                )
+                await session.execute(
+                    text(
+                        "UPDATE outbox_events SET attempts = attempts + 1, last_error = :err, "
+                        "next_attempt_at = :next WHERE id = :id"
+                    ),
+                    {
+                        "id": row.id,
+                        "err": repr(exc)[:2000],
+                        "next": utcnow() + timedelta(seconds=backoff),
+                    },
+                )
+        if sent:
+            await session.execute(
+                text("UPDATE outbox_events SET sent_at = now() WHERE id = ANY(:ids)"),
+                {"ids": sent},
+            )
+        return len(rows)
+
+
+async def relay_loop(
+    services: Services, stop: asyncio.Event, hooks: Mapping[str, Sequence[EventHook]]
+) -> None:
+    interval = services.settings.outbox_poll_seconds
+    while not stop.is_set():
+        handled = await relay_once(services, hooks)
+        if handled < BATCH:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)

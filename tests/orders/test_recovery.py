@@ -1,0 +1,264 @@
+"""No stock leaks: killed processes, lost Redis, reconcile under load."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import uuid
+
+import httpx
+from sqlalchemy import text
+from tests.conftest import create_book, register
+from tests.orders.conftest import (
+    add_to_cart,
+    available,
+    force_deadline_passed,
+    held_in_db,
+    on_hand,
+    order_status,
+    place,
+    quick_users,
+    reservation_exists,
+)
+
+from bookbazar.config import Settings
+from bookbazar.inventory import keys
+from bookbazar.kit.queues import RESERVATION
+from bookbazar.orders import service
+from bookbazar.orders.jobs import sweep_once
+from bookbazar.services import Services
+
+
+def _process_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "BOOKBAZAR_ENV": "test",
+            "DATABASE_URL": settings.database_url or "",
+            "REDIS_URL": settings.redis_url or "",
+            "JWT_SECRET": settings.secret,
+            "SANDBOX_WEBHOOK_SECRET": settings.sandbox_webhook_secret or "",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+async def _age_everything(services: Services, seconds: int = 120) -> None:
+    """Make every order and reservation look older than the sweeper's grace period."""
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(
+            text(f"UPDATE orders SET created_at = created_at - interval '{seconds} seconds'")
+        )
+    members = await services.redis.zrange(keys.INDEX, 0, -1, withscores=True)
+    for member, score in members:
+        await services.redis.zadd(keys.INDEX, {member: score - seconds * 1000})
+
+
+async def test_abandoned_between_reservation_and_payment_pending(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """The API died after reserving (order still PENDING): the sweeper fails the order and
+    releases the units; a late reservation attempt for it is refused."""
+    book = await create_book(services, stock=4)
+    user = await register(client)
+    order_id = uuid.uuid4()
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO orders (id, user_id, status, total, currency, idempotency_key) "
+                "VALUES (:id, :u, 'PENDING', 100, 'INR', 'crashed')"
+            ),
+            {"id": order_id, "u": uuid.UUID(user["user"]["id"])},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO order_items (order_id, book_id, title, price, quantity) "
+                "VALUES (:o, :b, 't', 50, 2)"
+            ),
+            {"o": order_id, "b": book},
+        )
+    assert (await services.inventory.reserve(order_id, [(book, 2)])).reserved
+    assert await available(services, book) == 2
+
+    assert (await sweep_once(services))["failed"] == 0  # within the grace period: untouched
+    await _age_everything(services)
+    assert (await sweep_once(services))["failed"] == 1
+
+    assert await order_status(services, order_id) == "FAILED"
+    assert await available(services, book) == 4
+    late = await services.inventory.reserve(order_id, [(book, 2)])
+    assert not late.reserved and late.ended == "released"
+    assert await available(services, book) == 4
+
+
+async def test_api_killed_after_reserving_is_repaired(
+    settings: Settings, services: Services, client: httpx.AsyncClient
+) -> None:
+    """A real API process SIGKILLed at the crash point right after the reservation."""
+    from tests.conftest import free_port
+
+    book = await create_book(services, stock=3)
+    user = await register(client)
+    await add_to_cart(client, user, book, 2)
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bookbazar",
+        "api",
+        "--port",
+        str(port),
+        env=_process_env(settings, FAULT_POINTS="order:after-reserve"),
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            for _ in range(150):
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            with contextlib.suppress(httpx.TransportError):  # it dies mid-request, as intended
+                await http.post(
+                    "/api/v1/orders", headers={**user["headers"], "Idempotency-Key": "boom"}
+                )
+        assert await asyncio.wait_for(proc.wait(), timeout=15) == -9
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert await available(services, book) == 1  # reserved, never confirmed
+    await _age_everything(services)
+    await sweep_once(services)
+    assert await available(services, book) == 3
+    async with services.sessionmaker() as session:
+        status = (
+            await session.execute(text("SELECT status FROM orders WHERE idempotency_key='boom'"))
+        ).scalar_one()
+    assert status == "FAILED"
+    # The client's retry with the same key gets a clear, stable answer and no reservation.
+    retry = await place(client, user, key="boom")
+    assert retry.status_code == 409
+    assert await available(services, book) == 3
+
+
+async def test_worker_killed_mid_expiry_is_repaired(
+    settings: Settings, services: Services, client: httpx.AsyncClient
+) -> None:
+    """A real worker SIGKILLed after committing EXPIRED but before releasing the units."""
+    book = await create_book(services, stock=5)
+    user = await register(client)
+    await add_to_cart(client, user, book, 2)
+    order_id = (await place(client, user)).json()["data"]["orderId"]
+    await force_deadline_passed(services, order_id)
+    await services.queues.add(RESERVATION, service.EXPIRE_JOB, {"orderId": order_id})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bookbazar",
+        "worker",
+        env=_process_env(
+            settings, FAULT_POINTS="expire:after-commit", SWEEPER_INTERVAL_SECONDS="3600"
+        ),
+    )
+    try:
+        assert await asyncio.wait_for(proc.wait(), timeout=60) == -9
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert await order_status(services, order_id) == "EXPIRED"
+    assert await reservation_exists(services, order_id)  # the units are still held
+    assert await available(services, book) == 3
+    await _age_everything(services)
+    result = await sweep_once(services)
+    assert result["repaired"] == 1
+    assert await available(services, book) == 5
+    assert not await reservation_exists(services, order_id)
+
+
+async def test_flushall_then_reconcile_restores_counters_and_reservations(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    books = [await create_book(services, stock=s) for s in (5, 12, 1)]
+    buyers = await quick_users(services, 4)
+    order_ids = []
+    for i, buyer in enumerate(buyers):
+        await add_to_cart(client, buyer, books[0], 1)
+        await add_to_cart(client, buyer, books[1], i + 1)
+        order_ids.append((await place(client, buyer)).json()["data"]["orderId"])
+    # One order is cancelled, one is sold (on-hand stock falls when it is PAID).
+    await client.post(f"/api/v1/orders/{order_ids[0]}/cancel", headers=buyers[0]["headers"])
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(
+            text("UPDATE orders SET status = 'PAID' WHERE id = :id"),
+            {"id": uuid.UUID(order_ids[1])},
+        )
+        await session.execute(
+            text(
+                "UPDATE books b SET stock = b.stock - oi.quantity FROM order_items oi "
+                "WHERE oi.order_id = :id AND oi.book_id = b.id"
+            ),
+            {"id": uuid.UUID(order_ids[1])},
+        )
+    await services.inventory.convert(uuid.UUID(order_ids[1]))
+    before = {b: await available(services, b) for b in books}
+
+    await services.redis.flushall()
+    report = await services.inventory.reconcile()
+
+    after = {b: report.counters[b][1] for b in books}
+    assert after == before
+    assert all(report.counters[b][0] is None for b in books)
+    for b in books:
+        assert after[b] == await on_hand(services, b) - await held_in_db(services, b)
+    # Reservations of orders still awaiting payment came back: expiry releases them.
+    open_order = order_ids[3]
+    assert await reservation_exists(services, open_order)
+    await force_deadline_passed(services, open_order)
+    await service.expire_order(services, uuid.UUID(open_order))
+    assert await available(services, books[1]) == before[books[1]] + 4
+    # A second reconcile finds nothing to correct.
+    assert (await services.inventory.reconcile()).corrected == {}
+
+
+async def test_reconcile_while_orders_are_placed_is_exact(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    book = await create_book(services, stock=60)
+    buyers = await quick_users(services, 40)
+    await asyncio.gather(*(add_to_cart(client, b, book, 1) for b in buyers))
+
+    async def reconcile_repeatedly() -> None:
+        for _ in range(10):
+            await services.inventory.reconcile([book])
+            await asyncio.sleep(0.01)
+
+    results, _ = await asyncio.gather(
+        asyncio.gather(*(place(client, b) for b in buyers)), reconcile_repeatedly()
+    )
+    assert all(r.status_code == 201 for r in results)
+    assert await available(services, book) == 20
+    assert (await services.inventory.reconcile([book])).corrected == {}
+
+
+async def test_cli_reconcile_reports_corrections(settings: Settings, services: Services) -> None:
+    book = await create_book(services, stock=9)
+    await services.redis.set(keys.avail(book), 2)  # corrupted counter
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bookbazar",
+        "reconcile",
+        env=_process_env(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert f"book {book}: 2 -> 9" in out.decode()
+    assert await available(services, book) == 9
