@@ -20,7 +20,7 @@ def create_redis(url: str, *, max_connections: int = 128) -> Redis:
         max_connections=max_connections,
         timeout=10,
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
 def _request_redis(request: Request) -> Redis:

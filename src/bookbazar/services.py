@@ -54,7 +54,6 @@ class Services:
 
     async def close(self) -> None:
         await self.redis.aclose()
-        await self.redis.connection_pool.disconnect()
         await self.engine.dispose()
         await self.maintenance_engine.dispose()
 

@@ -129,7 +129,6 @@ async def _run(infra: Infra, initial: list[int], ops: list[tuple]) -> None:  # t
                 assert model.sold[b] + held <= model.stocked[b]
     finally:
         await redis.aclose()
-        await redis.connection_pool.disconnect()
         await engine.dispose()
 
 

@@ -176,8 +176,8 @@ class Inventory:
 
         Safe while orders are placed and paid: the books' rows are locked FOR SHARE (no
         sale or restock of them can commit meanwhile) and reservations made meanwhile are
-        counted where they live, in Redis. Lost reservations of PAYMENT_PENDING orders are recreated;
-        reservations of orders that ended are finished.
+        counted where they live, in Redis. Lost reservations of PAYMENT_PENDING orders are
+        recreated; reservations of orders that ended are finished.
         """
         members = [str(m) for m in await self.held_orders()]
         async with self.sessionmaker() as session, session.begin():
