@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -43,13 +45,17 @@ class Infra:
 
 
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+def infra() -> Iterator[Infra]:
     configure_logging(json=False, level="WARNING")
     db_url = os.environ.get("TEST_DATABASE_URL")
     redis_url = os.environ.get("TEST_REDIS_URL")
     embedded: EmbeddedServices | None = None
+    base: Path | None = None
     if not db_url or not redis_url:
-        embedded = EmbeddedServices(tmp_path_factory.mktemp("bb-embedded"))
+        # Outside pytest's temp folder: pytest resets it to 0700 when another session
+        # starts, and PostgreSQL's own system user (we run as root here) must reach it.
+        base = Path(tempfile.mkdtemp(prefix="bb-embedded-"))
+        embedded = EmbeddedServices(base)
         embedded.start()
         db_url = db_url or embedded.postgres.create_database("bookbazar_test")
         redis_url = redis_url or embedded.redis.url
@@ -59,6 +65,8 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     finally:
         if embedded is not None:
             embedded.stop()
+        if base is not None:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def make_settings(infra: Infra, **overrides: Any) -> Settings:

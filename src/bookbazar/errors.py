@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = structlog.get_logger(__name__)
@@ -106,8 +106,15 @@ def error_response(
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """One {field, message} per problem; the rejected values are never echoed back
+    (they may be passwords)."""
     out = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            # loc is ("body", <character offset>): the field is the body itself.
+            reason = (err.get("ctx") or {}).get("error", "invalid JSON")
+            out.append({"field": "body", "message": f"Malformed JSON: {reason}"})
+            continue
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
         out.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid")})
     return out
@@ -149,8 +156,20 @@ def install_error_handlers(app: FastAPI) -> None:
         OSError,
     ):
         app.add_exception_handler(exc_type, on_unavailable)
+    app.add_exception_handler(IntegrityError, on_integrity_error)
     app.add_exception_handler(DBAPIError, on_db_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+async def on_integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    # A constraint caught what the service did not (typically two racing requests):
+    # the change was refused and rolled back, so the client may retry; not a 500.
+    assert isinstance(exc, IntegrityError)
+    constraint = getattr(exc.orig, "constraint_name", None) or getattr(
+        getattr(exc.orig, "__cause__", None), "constraint_name", None
+    )
+    log.warning("integrity_conflict", path=request.url.path, constraint=constraint)
+    return error_response(409, "The request conflicts with the current state, please retry")
 
 
 async def on_db_error(request: Request, exc: Exception) -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -15,6 +16,7 @@ from bookbazar.errors import error_body
 from bookbazar.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = structlog.get_logger("bookbazar.http")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
 class RequestContextMiddleware:
@@ -26,8 +28,9 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
-        if len(request_id) > 128:
+        request_id = _header(scope, b"x-request-id") or ""
+        if not _REQUEST_ID.fullmatch(request_id):
+            # Echo only ids that are safe in logs and headers; otherwise make our own.
             request_id = uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -54,9 +57,12 @@ class RequestContextMiddleware:
                     )
             return message
 
+        response_started = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
@@ -65,19 +71,42 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, capped_receive, send_with_id)
+        except Exception:
+            # A bug, not bad input. Answer here (Starlette's own 500 handler sits outside
+            # this middleware and would drop the request id), log it with the request id.
+            log.exception("unhandled_error", method=scope.get("method"), path=scope.get("path"))
+            status = 500
+            if response_started:
+                raise
+            await _send_json(send, 500, error_body(500, "Internal server error"), request_id)
         finally:
             self._observe(scope, status, started)
 
     @staticmethod
     def _observe(scope: Scope, status: int, started: float) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", None) or "unmatched"
+        path = route_template(scope)
         method = scope.get("method", "GET")
         elapsed = time.perf_counter() - started
         HTTP_REQUESTS.labels(method, path, str(status)).inc()
         HTTP_LATENCY.labels(method, path).observe(elapsed)
         if status >= 500:
             log.warning("request_failed", method=method, path=scope.get("path"), status=status)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's full path template (`/api/v1/books/{book_id}`), never the raw
+    path, so metric labels stay few; "unmatched" when no route matched."""
+    # FastAPI keeps included routers nested: scope["route"].path lacks the parents'
+    # prefixes, the effective route context has the full template.
+    fastapi_scope = scope.get("fastapi")
+    context = (
+        fastapi_scope.get("effective_route_context") if isinstance(fastapi_scope, dict) else None
+    )
+    for candidate in (context, scope.get("route")):
+        template = getattr(candidate, "path_format", None) or getattr(candidate, "path", None)
+        if isinstance(template, str) and template:
+            return template
+    return "unmatched"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -89,11 +118,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _reject_too_large(send: Send, request_id: str, limit: int) -> None:
-    body = json.dumps(error_body(413, f"Request body larger than {limit} bytes")).encode()
+    await _send_json(
+        send, 413, error_body(413, f"Request body larger than {limit} bytes"), request_id
+    )
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any], request_id: str) -> None:
+    body = json.dumps(payload).encode()
     headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
     ]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -58,9 +58,17 @@ async def login(body: LoginIn, request: Request, session: SessionDep, redis: Red
 
 
 @router.post("/logout", summary="Sign out (clears the cookie)")
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
     response = ok({}, "Signed out")
-    response.delete_cookie(COOKIE_NAME, path="/")
+    # Same attributes as when it was set, or some browsers keep the cookie.
+    response.delete_cookie(
+        COOKIE_NAME,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=not settings.is_development,
+    )
     return response
 
 

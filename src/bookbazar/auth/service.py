@@ -39,15 +39,17 @@ async def register(
 async def authenticate(
     session: AsyncSession, limiter: LoginLimiter, *, email: str, password: str, client_ip: str
 ) -> User:
-    """Check credentials. Raises TooManyRequests when rate-limited, Unauthorized when wrong."""
+    """Check credentials. Raises TooManyRequests when this account or address used up its
+    attempts (checked before the password, so parallel guesses count too), Unauthorized
+    when wrong. A success is never delayed and clears the account's failure count."""
     email = normalise_email(email)
-    await limiter.check(email, client_ip)
+    await limiter.acquire(email, client_ip)
     user = await repository.get_by_email(session, email)
+    # Verify against a real hash even for unknown emails: equal timing, no enumeration.
     hashed = user.password_hash if user else dummy_hash()
     valid = await asyncio.to_thread(verify_password, password, hashed)
     if user is None or not valid:
-        await limiter.record_failure(email, client_ip)
         log.info("login_failed", client_ip=client_ip)
         raise Unauthorized("Invalid email or password")
-    await limiter.reset_account(email)
+    await limiter.succeeded(email, client_ip)
     return user

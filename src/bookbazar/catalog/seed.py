@@ -102,19 +102,33 @@ async def seed_catalog(session: AsyncSession) -> int:
     return added
 
 
+# RFC 2606 reserved names: valid for sign-in, never delivered anywhere. (Not `.local`:
+# email validation refuses special-use domains, so such accounts could never log in.)
+DEMO_EMAILS = {"admin": "admin@bookbazar.example", "customer": "reader@bookbazar.example"}
+
+
 def demo_credentials(credentials_file: Path) -> dict[str, dict[str, str]]:
-    """The demo accounts' credentials: read from `credentials_file`, or new random
-    passwords written there (readable only by its owner)."""
+    """The demo accounts' credentials. Passwords are random, made once and kept in
+    `credentials_file` (readable only by its owner) so every run prints the same ones."""
+    stored: dict[str, Any] = {}
     if credentials_file.exists():
-        creds: dict[str, dict[str, str]] = json.loads(credentials_file.read_text())
-        return creds
-    creds = {
-        "admin": {"email": "admin@bookbazar.local", "password": secrets.token_urlsafe(12)},
-        "customer": {"email": "reader@bookbazar.local", "password": secrets.token_urlsafe(12)},
-    }
-    credentials_file.parent.mkdir(parents=True, exist_ok=True)
-    credentials_file.touch(mode=0o600)
-    credentials_file.write_text(json.dumps(creds, indent=2))
+        try:
+            loaded = json.loads(credentials_file.read_text())
+            stored = loaded if isinstance(loaded, dict) else {}
+        except ValueError:
+            log.warning("demo_credentials_unreadable", path=str(credentials_file))
+    creds: dict[str, dict[str, str]] = {}
+    for role, email in DEMO_EMAILS.items():
+        entry = stored.get(role)
+        password = entry.get("password") if isinstance(entry, dict) else None
+        if not isinstance(password, str) or len(password) < 8:
+            password = secrets.token_urlsafe(12)
+        creds[role] = {"email": email, "password": password}
+    if creds != stored:
+        credentials_file.parent.mkdir(parents=True, exist_ok=True)
+        credentials_file.touch(mode=0o600)
+        credentials_file.chmod(0o600)
+        credentials_file.write_text(json.dumps(creds, indent=2))
     return creds
 
 
