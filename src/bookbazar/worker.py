@@ -24,7 +24,13 @@ from bookbazar.services import Services
 log = structlog.get_logger(__name__)
 
 # Modules exposing JOBS: JobRegistry. Imported when the worker starts.
-JOB_MODULES: tuple[str, ...] = ("bookbazar.cart.jobs", "bookbazar.orders.jobs")
+JOB_MODULES: tuple[str, ...] = (
+    "bookbazar.cart.jobs",
+    "bookbazar.orders.jobs",
+    "bookbazar.payments.jobs",
+    "bookbazar.fulfillment.jobs",
+    "bookbazar.notify.jobs",
+)
 
 
 def load_registry() -> JobRegistry:

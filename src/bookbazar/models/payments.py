@@ -15,6 +15,8 @@ class Payment(Base):
     __tablename__ = "payments"
     __table_args__ = (
         UniqueConstraint("provider", "intent_id", name="uq_payments_provider_intent"),
+        # One intent per order and provider: concurrent initialisations converge on one row.
+        UniqueConstraint("order_id", "provider", name="uq_payments_order_provider"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -27,7 +29,7 @@ class Payment(Base):
     redirect_url: Mapped[str | None] = mapped_column(String(1000))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    # created | succeeded | failed | refund_pending | refunded
+    # created | succeeded | failed | mismatch | refund_pending | refunded
     status: Mapped[str] = mapped_column(String(20), default="created")
     refund_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = created_at()

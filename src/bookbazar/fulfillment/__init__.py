@@ -1,0 +1,1 @@
+"""Fulfilment: PAID -> FULFILLING -> SHIPPED (carrier, tracking number) -> DELIVERED."""

@@ -1,0 +1,1 @@
+"""Notifications: one email per order event, sent once even if the job runs twice."""

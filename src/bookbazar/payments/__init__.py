@@ -1,0 +1,1 @@
+"""Payments: provider intents, signed webhooks, late payments, refunds, the watchdog."""

@@ -1,0 +1,183 @@
+"""All SQL of the payments domain."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookbazar.models import Order, OrderStatus, Payment, ProcessedWebhookEvent
+from bookbazar.payments.schemas import OPEN_PAYMENT, PAYMENT_SOURCES, PaymentStatus
+
+
+async def order_of(
+    session: AsyncSession, order_id: uuid.UUID, user_id: uuid.UUID | None = None
+) -> Order | None:
+    stmt = select(Order).where(Order.id == order_id)
+    if user_id is not None:
+        stmt = stmt.where(Order.user_id == user_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def order_status(session: AsyncSession, order_id: uuid.UUID) -> str | None:
+    value = (
+        await session.execute(select(Order.status).where(Order.id == order_id))
+    ).scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+async def payment_for_order(
+    session: AsyncSession, order_id: uuid.UUID, provider: str
+) -> Payment | None:
+    return (
+        await session.execute(
+            select(Payment).where(Payment.order_id == order_id, Payment.provider == provider)
+        )
+    ).scalar_one_or_none()
+
+
+async def payments_of_order(session: AsyncSession, order_id: uuid.UUID) -> list[Payment]:
+    rows = await session.execute(select(Payment).where(Payment.order_id == order_id))
+    return list(rows.scalars())
+
+
+async def payment_by_id(session: AsyncSession, payment_id: uuid.UUID) -> Payment | None:
+    return await session.get(Payment, payment_id)
+
+
+async def payment_by_intent(session: AsyncSession, provider: str, intent_id: str) -> Payment | None:
+    return (
+        await session.execute(
+            select(Payment).where(Payment.provider == provider, Payment.intent_id == intent_id)
+        )
+    ).scalar_one_or_none()
+
+
+async def insert_payment(
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    provider: str,
+    intent_id: str,
+    client_secret: str | None,
+    redirect_url: str | None,
+    amount: int,
+    currency: str,
+) -> None:
+    """Insert the intent unless the order already has one at this provider (the unique
+    constraints make concurrent initialisations converge on the first row)."""
+    await session.execute(
+        pg_insert(Payment)
+        .values(
+            id=uuid.uuid4(),
+            order_id=order_id,
+            provider=provider,
+            intent_id=intent_id,
+            client_secret=client_secret,
+            redirect_url=redirect_url,
+            amount=amount,
+            currency=currency,
+            status=PaymentStatus.CREATED.value,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def set_payment_status(
+    session: AsyncSession,
+    payment_id: uuid.UUID,
+    target: PaymentStatus,
+    *,
+    refund_id: str | None = None,
+) -> bool:
+    """Guarded: only from the statuses `target` may follow. True if it moved (or was
+    already there)."""
+    values: dict[str, object] = {"status": target.value, "updated_at": func.now()}
+    if refund_id is not None:
+        values["refund_id"] = refund_id
+    sources = [s.value for s in PAYMENT_SOURCES[target]]
+    moved = (
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.status.in_(sources))
+            .values(**values)
+            .returning(Payment.id)
+        )
+    ).scalar_one_or_none()
+    if moved is not None:
+        return True
+    current = (
+        await session.execute(select(Payment.status).where(Payment.id == payment_id))
+    ).scalar_one_or_none()
+    return current == target.value
+
+
+async def save_refund_id(session: AsyncSession, payment_id: uuid.UUID, refund_id: str) -> None:
+    await session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.refund_id.is_(None))
+        .values(refund_id=refund_id, updated_at=func.now())
+    )
+
+
+async def event_processed(session: AsyncSession, provider: str, event_id: str) -> bool:
+    found = await session.get(ProcessedWebhookEvent, (provider, event_id))
+    return found is not None
+
+
+async def record_event(
+    session: AsyncSession, provider: str, event_id: str, event_type: str
+) -> bool:
+    """Mark a provider event processed; False if it already was."""
+    inserted = (
+        await session.execute(
+            pg_insert(ProcessedWebhookEvent)
+            .values(provider=provider, event_id=event_id, event_type=event_type)
+            .on_conflict_do_nothing()
+            .returning(ProcessedWebhookEvent.event_id)
+        )
+    ).scalar_one_or_none()
+    return inserted is not None
+
+
+async def payments_to_verify(
+    session: AsyncSession, *, created_before: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Open intents of orders still awaiting payment, old enough that a webhook should
+    have arrived."""
+    rows = await session.execute(
+        select(Payment.id)
+        .join(Order, Order.id == Payment.order_id)
+        .where(
+            Order.status == OrderStatus.PAYMENT_PENDING.value,
+            Payment.status.in_([s.value for s in OPEN_PAYMENT]),
+            Payment.created_at < created_before,
+        )
+        .order_by(Payment.created_at)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def refunds_outstanding(
+    session: AsyncSession, *, updated_before: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Payments of orders waiting for a refund for a while (a lost refund job)."""
+    rows = await session.execute(
+        select(Payment.id)
+        .join(
+            Order,
+            (Order.payment_provider == Payment.provider)
+            & (Order.payment_intent_id == Payment.intent_id),
+        )
+        .where(
+            Order.status == OrderStatus.REFUND_PENDING.value,
+            Order.updated_at < updated_before,
+        )
+        .order_by(Order.updated_at)
+        .limit(limit)
+    )
+    return list(rows.scalars())
