@@ -55,10 +55,6 @@ WEBHOOKS = Counter(
 # A second delivery of an event while the first is still being applied waits this long
 # at most (then the provider's retry finds it processed).
 _INFLIGHT_MS = 60_000
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class WebhookResult(enum.StrEnum):
@@ -287,7 +283,7 @@ async def _handle_verified(
     try:
         return await _apply_once(services, provider, event)
     finally:
-        await services.redis.eval(_RELEASE_LUA, 1, key, token)  # type: ignore[misc]
+        await services.scripts.run("lock_release", [key], [token])
 
 
 async def _apply_once(

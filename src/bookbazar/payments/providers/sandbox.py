@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from bookbazar.config import Settings
+from bookbazar.lua import Scripts
 from bookbazar.payments.providers.base import (
     Intent,
     IntentState,
@@ -39,20 +40,9 @@ FAILED_EVENT = "payment_intent.payment_failed"
 LEDGER_TTL_MS = 30 * 24 * 3600 * 1000
 DECLINE_MESSAGE = "Your card was declined (sandbox)."
 
+
 # Record the buyer's action unless the intent is already paid (a paid intent cannot be
 # declined or paid twice). Returns {status, eventId} as now recorded.
-_CHARGE_LUA = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'succeeded' or status == 'refunded' then
-  return {status, redis.call('HGET', KEYS[1], 'event')}
-end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'event', ARGV[2], 'amount', ARGV[3],
-  'currency', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return {ARGV[1], ARGV[2]}
-"""
-
-
 def sign_payload(payload: str, secret: str, timestamp: int | None = None) -> str:
     """The Stripe-Signature header value: t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>."""
     t = int(time.time()) if timestamp is None else timestamp
@@ -112,6 +102,7 @@ class SandboxProvider(PaymentProvider):
         self._secret = settings.sandbox_webhook_secret
         self._base_url = settings.base_url
         self._redis = redis
+        self._scripts = Scripts(redis)
 
     @staticmethod
     def intent_id_for(order_id: uuid.UUID) -> str:
@@ -135,15 +126,10 @@ class SandboxProvider(PaymentProvider):
     async def charge(self, intent_id: str, outcome: str, amount: int, currency: str) -> Charge:
         """The buyer pressed Pay (`succeeded`) or Decline (`failed`) on the hosted page."""
         event_id = f"evt_sb_{uuid.uuid4().hex}"
-        status, recorded_event = await self._redis.eval(  # type: ignore[misc]
-            _CHARGE_LUA,
-            1,
-            ledger_key(intent_id),
-            outcome,
-            event_id,
-            str(amount),
-            currency,
-            str(LEDGER_TTL_MS),
+        status, recorded_event = await self._scripts.run(
+            "sandbox_charge",
+            [ledger_key(intent_id)],
+            [outcome, event_id, str(amount), currency, str(LEDGER_TTL_MS)],
         )
         return Charge(str(status), str(recorded_event), recorded=recorded_event == event_id)
 
