@@ -18,9 +18,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/bookbazar up
 
-## Lint, then the whole test suite.
+## Lint, then the whole test suite (the browser tests use Debian's Chromium).
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	@if scripts/ensure-chromium.sh; then \
+		$(BIN)/python -m pytest; \
+	else \
+		BOOKBAZAR_SKIP_BROWSER="Chromium is not installed and cannot be installed here" \
+			$(BIN)/python -m pytest; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

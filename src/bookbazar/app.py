@@ -10,11 +10,12 @@ import socketio
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from bookbazar import __version__
+from bookbazar.admin.routes import router as admin_router
 from bookbazar.auth.routes import router as auth_router
 from bookbazar.cart.routes import router as cart_router
 from bookbazar.catalog.routes import admin_router as catalog_admin_router
@@ -22,12 +23,16 @@ from bookbazar.catalog.routes import router as catalog_router
 from bookbazar.config import Settings, get_settings
 from bookbazar.errors import error_response, install_error_handlers
 from bookbazar.kit import faults
+from bookbazar.kit.responses import ok
 from bookbazar.middleware import RequestContextMiddleware
 from bookbazar.orders.routes import router as orders_router
 from bookbazar.orders.service import refresh_metrics as refresh_order_metrics
+from bookbazar.payments.routes import router as payments_router
+from bookbazar.payments.sandbox_page import router as sandbox_checkout_router
 from bookbazar.realtime.emitter import manager_emit
-from bookbazar.realtime.server import create_sio
+from bookbazar.realtime.server import create_sio, gateway_of
 from bookbazar.services import Services
+from bookbazar.storefront.routes import router as storefront_router
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +42,8 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     catalog_admin_router,
     cart_router,
     orders_router,
+    payments_router,
+    admin_router,
 )
 
 
@@ -61,6 +68,8 @@ def create_app(settings: Settings | None = None) -> BookBazarApp:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faults.configure(settings.fault_points)
         services = Services.create(settings, manager_emit(sio))
+        gateway = gateway_of(sio)
+        await gateway.start()
         app.state.services = services
         app.state.sessionmaker = services.sessionmaker
         app.state.redis = services.redis
@@ -68,6 +77,7 @@ def create_app(settings: Settings | None = None) -> BookBazarApp:
         try:
             yield
         finally:
+            await gateway.close()
             await services.close()
             log.info("api_stopped")
 
@@ -94,14 +104,16 @@ def create_app(settings: Settings | None = None) -> BookBazarApp:
     for router in API_ROUTERS:
         v1.include_router(router)
     api.include_router(v1)
+    api.include_router(sandbox_checkout_router)  # the sandbox provider's hosted page
     _add_operations_routes(api)
+    api.include_router(storefront_router)
     return BookBazarApp(api, sio)
 
 
 def _add_operations_routes(api: FastAPI) -> None:
     @api.get("/healthz", tags=["operations"], summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Response:
+        return ok({"status": "ok"}, "alive")
 
     @api.get("/readyz", tags=["operations"], summary="PostgreSQL and Redis are reachable")
     async def readyz(request: Request) -> Response:
@@ -119,7 +131,7 @@ def _add_operations_routes(api: FastAPI) -> None:
         except Exception as exc:
             checks["redis"] = f"unavailable: {type(exc).__name__}"
         if all(v == "ok" for v in checks.values()):
-            return JSONResponse({"status": "ready", "checks": checks})
+            return ok({"status": "ready", "checks": checks}, "ready")
         return error_response(503, "Not ready", [checks])
 
     @api.get("/metrics", tags=["operations"], summary="Prometheus metrics")

@@ -25,7 +25,8 @@ def _settings(**overrides: object) -> Settings:
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    configure_logging(json=not settings.is_development)
+    # Readable lines for a person at a terminal; JSON lines for everything else.
+    configure_logging(json=not settings.is_development or not sys.stderr.isatty())
     return settings
 
 

@@ -8,6 +8,25 @@ import sys
 import structlog
 
 
+class _StderrLogger:
+    """Writes each line to the current sys.stderr. Looked up per line (a stream swapped or
+    closed by a test runner or a daemon wrapper is never written to), and a failed write
+    is dropped: logging must never turn a request into an error."""
+
+    def msg(self, message: str) -> None:
+        try:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    debug = info = warning = warn = error = err = critical = fatal = exception = msg
+
+
+def _logger_factory(*_: object) -> _StderrLogger:
+    return _StderrLogger()
+
+
 def configure_logging(*, json: bool, level: str = "INFO") -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -24,7 +43,7 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_logger_factory,
         cache_logger_on_first_use=True,
     )
     # Route stdlib loggers (uvicorn, alembic, bullmq) through the same output.

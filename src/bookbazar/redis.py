@@ -23,7 +23,7 @@ def create_redis(url: str, *, max_connections: int = 128) -> Redis:
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
-def _request_redis(request: Request) -> Redis:
+async def _request_redis(request: Request) -> Redis:
     redis: Redis = request.app.state.redis
     return redis
 

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bookbazar.catalog.cache import BookCache
 from bookbazar.config import Settings
 from bookbazar.db import create_engine, create_sessionmaker
 from bookbazar.inventory.service import Inventory
@@ -31,6 +32,7 @@ class Services:
     inventory: Inventory
     queues: Queues
     emitter: Emitter
+    books: BookCache
 
     @classmethod
     def create(cls, settings: Settings, emit: EmitFn, *, pool_size: int = 10) -> Services:
@@ -50,6 +52,7 @@ class Services:
             inventory=Inventory(redis, scripts, create_sessionmaker(maintenance_engine)),
             queues=Queues(redis),
             emitter=Emitter(redis, emit),
+            books=BookCache(),
         )
 
     async def close(self) -> None:
@@ -58,7 +61,7 @@ class Services:
         await self.maintenance_engine.dispose()
 
 
-def _request_services(request: Request) -> Services:
+async def _request_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

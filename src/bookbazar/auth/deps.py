@@ -40,7 +40,7 @@ def token_from_request(request: Request, credentials: HTTPAuthorizationCredentia
     raise Unauthorized("Authentication required: send a Bearer token or the accessToken cookie")
 
 
-def _current_user(
+async def _current_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AuthUser:
@@ -50,7 +50,7 @@ def _current_user(
     return AuthUser(id=claims.user_id, role=claims.role)
 
 
-def _admin_user(user: Annotated[AuthUser, Depends(_current_user)]) -> AuthUser:
+async def _admin_user(user: Annotated[AuthUser, Depends(_current_user)]) -> AuthUser:
     if not user.is_admin:
         raise Forbidden("Administrator role required")
     return user

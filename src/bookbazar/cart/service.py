@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.cart import repository
 from bookbazar.cart.schemas import AdjustedOut, CartChangeOut, CartItemOut, CartOut
-from bookbazar.catalog import repository as catalog_repository
 from bookbazar.errors import Conflict, NotFound, Unprocessable
+from bookbazar.kit import faults
 from bookbazar.kit.clock import now_ms
 from bookbazar.kit.queues import CART, job_id
 from bookbazar.models.commerce import MAX_LINE_QUANTITY
@@ -221,8 +221,8 @@ async def _after_change(
 # ------------------------------------------------------------------ reading
 
 
-async def _render(session: AsyncSession, snapshot: CartSnapshot) -> CartOut:
-    books = await catalog_repository.get_many(session, list(snapshot.lines))
+async def _render(services: Services, session: AsyncSession, snapshot: CartSnapshot) -> CartOut:
+    books = await services.books.get_many(session, list(snapshot.lines))
     items = [
         CartItemOut(
             book_id=book.id,
@@ -247,7 +247,7 @@ async def _render(session: AsyncSession, snapshot: CartSnapshot) -> CartOut:
 async def view(services: Services, session: AsyncSession, user_id: UUID) -> CartOut:
     """The user's cart with titles, unit prices and totals (an empty cart is not an
     error). Rehydrates from PostgreSQL if Redis lost it."""
-    return await _render(session, await load_snapshot(services, user_id, session))
+    return await _render(services, session, await load_snapshot(services, user_id, session))
 
 
 # ------------------------------------------------------------------ changing
@@ -276,7 +276,7 @@ async def set_line(
     # own, which must not happen while this request's session holds one (under load every
     # request would hold one and wait for a second: pool exhaustion).
     levels = await services.inventory.available([book_id])
-    book = await catalog_repository.get(session, book_id)
+    book = await services.books.get(session, book_id)
     if book is None:
         raise NotFound("Book not found")
     available = max(0, levels.get(book_id, 0))
@@ -302,7 +302,7 @@ async def set_line(
     if result[0] != "OK":
         raise RuntimeError(f"unexpected cart_set_line result {result[0]!r}")
     line_quantity, version, updated_at = int(result[1]), int(result[2]), int(result[3])
-    log.info(
+    log.debug(
         "cart_line_set",
         user_id=str(user_id),
         book_id=str(book_id),
@@ -421,6 +421,7 @@ async def persist_cart(services: Services, user_id: UUID) -> dict[str, Any]:
     if snapshot is None or snapshot.version == 0:
         log.info("cart_persist_skipped", user_id=str(user_id), reason="no cart in Redis")
         return {"written": False, "version": None}
+    faults.crash_point("cart:persist-before-write")
     async with services.sessionmaker() as session, session.begin():
         written = await repository.save_snapshot(
             session,

@@ -119,7 +119,7 @@ class Inventory:
                 continue
             if tag == "OK":
                 levels = {UUID(result[i]): int(result[i + 1]) for i in range(1, len(result), 2)}
-                log.info("stock_reserved", order_id=str(order_id), available=_fmt(levels))
+                log.debug("stock_reserved", order_id=str(order_id), available=_fmt(levels))
                 return ReserveOutcome(reserved=True, available=levels)
             if tag == "EXISTS":
                 return ReserveOutcome(reserved=True, already_held=True)

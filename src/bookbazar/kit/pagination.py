@@ -23,7 +23,7 @@ class PageParams:
         return {"items": items, "page": self.page, "pageSize": self.page_size, "total": total}
 
 
-def _page_params(
+async def _page_params(
     page: Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> PageParams:

@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 
+from bookbazar.kit import faults
 from bookbazar.kit.queues import NOTIFY
 from bookbazar.notify import repository as repo
 from bookbazar.notify.mailer import send_email
@@ -64,5 +65,6 @@ async def notify(services: Services, event: dict[str, Any]) -> str:
         async with services.sessionmaker() as session, session.begin():
             await repo.release(session, event_id, kind)
         raise
+    faults.crash_point("notify:after-send")
     log.info("notification_sent" if sent else "notification_logged")
     return "sent" if sent else "logged"

@@ -131,8 +131,9 @@ async def place_order(
         # Nothing was stored for this key: the client may fix the cause and retry it.
         await store.abandon(user_id, key)
         raise
-    if not placed.replayed:
-        await store.complete(user_id, key, fingerprint, StoredResponse(placed.status, placed.body))
+    # Also a replay answered from PostgreSQL (Redis had forgotten the key, or the first
+    # request died): left "running", every retry for a minute would get a spurious 409.
+    await store.complete(user_id, key, fingerprint, StoredResponse(placed.status, placed.body))
     return placed
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy import text
 
+from bookbazar.kit import faults
 from bookbazar.kit.clock import utcnow
 from bookbazar.kit.jobs import EventHook
 from bookbazar.services import Services
@@ -43,7 +44,7 @@ async def relay_once(services: Services, hooks: Mapping[str, Sequence[EventHook]
         rows = (
             await session.execute(
                 text(
-                    "SELECT id, type, payload, attempts FROM outbox_events "
+                    "SELECT id, type, order_id, payload, attempts FROM outbox_events "
                     "WHERE sent_at IS NULL AND next_attempt_at <= now() "
                     "ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED"
                 ),
@@ -52,31 +53,45 @@ async def relay_once(services: Services, hooks: Mapping[str, Sequence[EventHook]
         ).all()
         if not rows:
             return 0
-        sent: list[Any] = []
+        # Events of one order go out in order; different orders go out concurrently.
+        groups: dict[Any, list[Any]] = {}
         for row in rows:
-            try:
-                await publish_event(services, row.payload, hooks.get(row.type, ()))
+            groups.setdefault(row.order_id or row.id, []).append(row)
+        sent: list[Any] = []
+        failed: list[tuple[Any, Exception]] = []
+
+        async def publish_group(group: list[Any]) -> None:
+            for row in group:
+                try:
+                    await publish_event(services, row.payload, hooks.get(row.type, ()))
+                except Exception as exc:
+                    # The rest of this order's events wait for it (kept in order).
+                    failed.append((row, exc))
+                    return
                 sent.append(row.id)
-            except Exception as exc:
-                backoff = min(MAX_BACKOFF_SECONDS, 2 ** min(row.attempts, 6))
-                log.warning(
-                    "outbox_publish_failed",
-                    event_id=str(row.id),
-                    event_type=row.type,
-                    error=repr(exc),
-                    retry_in=backoff,
-                )
-                await session.execute(
-                    text(
-                        "UPDATE outbox_events SET attempts = attempts + 1, last_error = :err, "
-                        "next_attempt_at = :next WHERE id = :id"
-                    ),
-                    {
-                        "id": row.id,
-                        "err": repr(exc)[:2000],
-                        "next": utcnow() + timedelta(seconds=backoff),
-                    },
-                )
+
+        await asyncio.gather(*(publish_group(g) for g in groups.values()))
+        faults.crash_point("outbox:after-publish")
+        for row, exc in failed:
+            backoff = min(MAX_BACKOFF_SECONDS, 2 ** min(row.attempts, 6))
+            log.warning(
+                "outbox_publish_failed",
+                event_id=str(row.id),
+                event_type=row.type,
+                error=repr(exc),
+                retry_in=backoff,
+            )
+            await session.execute(
+                text(
+                    "UPDATE outbox_events SET attempts = attempts + 1, last_error = :err, "
+                    "next_attempt_at = :next WHERE id = :id"
+                ),
+                {
+                    "id": row.id,
+                    "err": repr(exc)[:2000],
+                    "next": utcnow() + timedelta(seconds=backoff),
+                },
+            )
         if sent:
             await session.execute(
                 text("UPDATE outbox_events SET sent_at = now() WHERE id = ANY(:ids)"),

@@ -13,15 +13,6 @@ from bookbazar.models import Order, OrderStatus, Payment, ProcessedWebhookEvent
 from bookbazar.payments.schemas import OPEN_PAYMENT, PAYMENT_SOURCES, PaymentStatus
 
 
-async def order_of(
-    session: AsyncSession, order_id: uuid.UUID, user_id: uuid.UUID | None = None
-) -> Order | None:
-    stmt = select(Order).where(Order.id == order_id)
-    if user_id is not None:
-        stmt = stmt.where(Order.user_id == user_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
 async def order_status(session: AsyncSession, order_id: uuid.UUID) -> str | None:
     value = (
         await session.execute(select(Order.status).where(Order.id == order_id))

@@ -116,11 +116,19 @@ async def _submit(services: Services, intent_id: str, outcome: str) -> HTMLRespo
         job_id=charge.event_id,
     )
     log.info("sandbox_checkout", order_id=str(payment.order_id), outcome=outcome)
+    back = (
+        f"<p><a href='/orders/{html.escape(str(payment.order_id), quote=True)}'>"
+        "Back to your order</a></p>"
+    )
     if outcome == "failed":
-        return _page("Payment declined", "<p>The store will be told; you may try again.</p>", 202)
+        return _page(
+            "Payment declined", "<p>The store will be told; you may try again.</p>" + back, 202
+        )
     if not charge.recorded:
-        return _page("Already paid", "<p>This payment was completed already.</p>")
-    return _page("Payment accepted", "<p>The store will confirm your order shortly.</p>", 202)
+        return _page("Already paid", "<p>This payment was completed already.</p>" + back)
+    return _page(
+        "Payment accepted", "<p>The store will confirm your order shortly.</p>" + back, 202
+    )
 
 
 async def deliver_event(services: Services, data: dict[str, Any]) -> int:

@@ -18,9 +18,11 @@ import structlog
 from prometheus_client import Counter
 
 from bookbazar.errors import BadGateway, BadRequest, Conflict, NotFound, ServiceUnavailable
+from bookbazar.kit import faults
 from bookbazar.kit.clock import iso
 from bookbazar.kit.queues import PAYMENT
 from bookbazar.models import OrderStatus, Payment
+from bookbazar.orders import repository as orders_repo
 from bookbazar.orders.settlement import (
     Settled,
     extend_reservation,
@@ -108,7 +110,7 @@ async def init_payment(
     except ProviderUnavailable:
         raise ServiceUnavailable("The payment provider is not configured") from None
     async with services.sessionmaker() as session:
-        order = await repo.order_of(session, order_id, user_id)
+        order = await orders_repo.get_order(session, order_id, user_id)
         if order is None:
             raise NotFound("Order not found")
         payment = await repo.payment_for_order(session, order_id, provider.name)
@@ -202,7 +204,7 @@ async def apply_success(
 async def _paid_by(services: Services, payment: Payment) -> bool:
     """Whether the order's recorded payment is this intent."""
     async with services.sessionmaker() as session:
-        order = await repo.order_of(session, payment.order_id)
+        order = await orders_repo.get_order(session, payment.order_id)
     return order is not None and (order.payment_provider, order.payment_intent_id) == (
         payment.provider,
         payment.intent_id,
@@ -307,6 +309,7 @@ async def _apply_once(
         result = await apply_success(services, payment, event.amount, event.currency)
     else:
         result = await apply_failure(services, payment, event.failure_reason or "declined")
+    faults.crash_point("payment:webhook-before-record")
     async with services.sessionmaker() as session, session.begin():
         await repo.record_event(session, provider.name, event.event_id, event.event_type)
     return result

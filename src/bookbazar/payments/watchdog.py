@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from bookbazar.kit import faults
 from bookbazar.kit.clock import utcnow
 from bookbazar.kit.queues import PAYMENT
 from bookbazar.models import OrderStatus
@@ -142,8 +143,10 @@ async def refund_payment(services: Services, payment_id: uuid.UUID) -> dict[str,
         refund_id = await provider.refund(
             payment.intent_id, payment.amount, idempotency_key=f"refund-{payment.order_id}"
         )
+        faults.crash_point("payment:refund-after-provider")
         async with services.sessionmaker() as session, session.begin():
             await repo.save_refund_id(session, payment.id, refund_id)
+        faults.crash_point("payment:refund-after-save")
     refunded = await mark_refunded(services, payment.order_id, refund_id)
     async with services.sessionmaker() as session, session.begin():
         await repo.set_payment_status(

@@ -1,0 +1,146 @@
+"""Tables on the terminal and the JSON results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+GROUPS = ("api", "worker", "postgres", "redis", "bench")
+
+
+def _fmt_errors(errors: dict[str, int]) -> str:
+    return " ".join(f"{k}:{v}" for k, v in errors.items()) or "-"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    for r in rows:
+        out.append("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+    return "\n".join(out)
+
+
+def scenario_tables(summary: dict[str, Any]) -> str:
+    name = summary["scenario"]
+    lines = [f"\n=== {name} ==="]
+    if summary.get("skipped"):
+        lines.append(f"skipped: {summary['skipped']}")
+        return "\n".join(lines)
+    steps = summary["steps"]
+    if steps:
+        rows = []
+        for s in steps:
+            lat = s["latency_ms"]
+            rate = s["extra"].get("achieved_order_rate", s["requests_per_s"])
+            rows.append(
+                [
+                    str(s["concurrency"]) if name != "e2e" else s["step"],
+                    str(s["requests"]),
+                    f"{rate:.0f}",
+                    f"{lat['p50']:.1f}",
+                    f"{lat['p90']:.1f}",
+                    f"{lat['p99']:.1f}",
+                    f"{lat['max']:.1f}",
+                    _fmt_errors(s["errors"]),
+                ]
+            )
+        first, per_s = ("target", "orders/s") if name == "e2e" else ("conc", "req/s")
+        lines.append(
+            _table(
+                [first, "requests", per_s, "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"], rows
+            )
+        )
+        rows = []
+        for s in steps:
+            wall = s["elapsed_s"] or 1.0
+            cpu = [
+                f"{s['cpu_s'][g]:.1f} ({100 * s['cpu_s'][g] / wall:.0f}%)"
+                if g in s["cpu_s"]
+                else "-"
+                for g in GROUPS
+            ]
+            rss = [
+                f"{s['rss_mb_peak'][g]:.0f}" if g in s["rss_mb_peak"] else "-"
+                for g in ("api", "worker", "redis")
+            ]
+            rows.append([s["step"], f"{s['elapsed_s']:.1f}", *cpu, *rss, f"{s['load_1m']:.1f}"])
+        lines.append("")
+        lines.append(
+            _table(
+                [
+                    "step",
+                    "wall s",
+                    *(f"cpu {g} s" for g in GROUPS),
+                    "rss api MB",
+                    "rss worker MB",
+                    "rss redis MB",
+                    "load 1m",
+                ],
+                rows,
+            )
+        )
+        for s in steps:
+            extra = {k: v for k, v in s["extra"].items() if v not in (0, 0.0, None, {}, [])}
+            if extra:
+                lines.append(f"  {s['step']}: {json.dumps(extra)}")
+            for note in s["notes"]:
+                lines.append(f"  {s['step']} note: {note}")
+    if summary.get("verdict"):
+        lines.append(f"verdict: {json.dumps(summary['verdict'])}")
+    check = summary.get("stock_check")
+    if check:
+        if check["skipped"]:
+            lines.append(f"stock check: SKIPPED ({check['skipped']})")
+        else:
+            state = "OK" if check["ok"] else "FAILED"
+            lines.append(
+                f"stock check: {state} over {check['books']} books "
+                f"(attempts {check['attempts']}) totals {json.dumps(check['totals'])} "
+                f"orders {json.dumps(check['orders_by_status'])}"
+            )
+            for v in check["violations"][:10]:
+                lines.append(f"  violation: {v}")
+    return "\n".join(lines)
+
+
+def _git_rev() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "git": _git_rev(),
+    }
+
+
+def write_results(doc: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    path = results_dir / f"{stamp}.json"
+    n = 1
+    while path.exists():
+        path = results_dir / f"{stamp}-{n}.json"
+        n += 1
+    path.write_text(json.dumps(doc, indent=2))
+    return path

@@ -1,0 +1,1 @@
+"""Operator views: orders by status, stock per book, the dead-letter queue."""

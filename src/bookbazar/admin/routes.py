@@ -1,0 +1,56 @@
+"""Admin API for the operator page: orders by status, stock, the dead-letter queue."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from bookbazar.admin import service
+from bookbazar.auth.deps import AdminUser
+from bookbazar.db import SessionDep
+from bookbazar.kit.pagination import PageDep
+from bookbazar.kit.responses import ok
+from bookbazar.models import OrderStatus
+from bookbazar.services import ServicesDep
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@router.get("/orders", summary="Every customer's orders, newest first (admin)")
+async def list_orders(
+    _: AdminUser,
+    session: SessionDep,
+    page: PageDep,
+    status: Annotated[OrderStatus | None, Query(description="only orders in this status")] = None,
+) -> Response:
+    return ok(await service.list_orders(session, status, page))
+
+
+@router.get("/inventory", summary="Units on hand and available per book (admin)")
+async def list_inventory(
+    _: AdminUser,
+    services: ServicesDep,
+    session: SessionDep,
+    page: PageDep,
+    q: Annotated[str | None, Query(max_length=200, description="title or author")] = None,
+) -> Response:
+    return ok(await service.list_inventory(services, session, q, page))
+
+
+@router.get("/dead-letter", summary="Jobs that exhausted their attempts (admin)")
+async def list_dead_letters(
+    _: AdminUser,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Response:
+    return ok(await service.list_dead_letters(services, limit))
+
+
+@router.post("/dead-letter/{job_id}/retry", summary="Re-queue a dead letter (admin)")
+async def retry_dead_letter(
+    job_id: Annotated[str, Path(min_length=1, max_length=200)],
+    _: AdminUser,
+    services: ServicesDep,
+) -> Response:
+    return ok(await service.retry_dead_letter(services, job_id), "Job re-queued")

@@ -1,0 +1,170 @@
+"""Serve the storefront pages and their static assets from package data.
+
+Pages are one layout plus a fragment per page (string.Template, `$name` placeholders, so
+CSS and JS braces need no escaping). Everything is read from the installed package with
+importlib.resources on first use and kept in memory; assets carry a content hash ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from string import Template
+
+from fastapi import APIRouter, Request, Response
+
+from bookbazar.errors import NotFound
+
+router = APIRouter(include_in_schema=False)
+
+ASSET_PREFIX = "/assets"
+_ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,80}$")
+_CONTENT_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+}
+# Same-origin only: the page talks to its own API and Socket.IO, and loads nothing else.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'; "
+    "object-src 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-cache",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    template: str
+    title: str
+    script: str
+    nav: str
+
+
+PAGES: dict[str, Page] = {
+    "catalog": Page("catalog.html", "Books", "catalog.js", "catalog"),
+    "login": Page("login.html", "Sign in", "login.js", "login"),
+    "cart": Page("cart.html", "Your cart", "cart.js", "cart"),
+    "checkout": Page("checkout.html", "Checkout", "checkout.js", "cart"),
+    "orders": Page("orders.html", "Your orders", "orders.js", "orders"),
+    "order": Page("order.html", "Order", "order.js", "orders"),
+    "admin": Page("admin.html", "Admin", "admin.js", "admin"),
+    "notfound": Page("notfound.html", "Not found", "page.js", ""),
+}
+
+
+def _package_file(folder: str, name: str) -> bytes | None:
+    item = resources.files("bookbazar.storefront").joinpath(folder, name)
+    if not item.is_file():
+        return None
+    return item.read_bytes()
+
+
+@lru_cache(maxsize=16)
+def render_page(key: str) -> str:
+    """The full HTML of one page (cached: templates do not change while running)."""
+    page = PAGES[key]
+    layout = _package_file("templates", "layout.html")
+    body = _package_file("templates", page.template)
+    if layout is None or body is None:
+        raise RuntimeError(f"storefront template missing for page {key!r}")
+    return Template(layout.decode()).substitute(
+        title=page.title,
+        main=body.decode(),
+        script=f"{ASSET_PREFIX}/{page.script}",
+        nav=page.nav,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    body: bytes
+    content_type: str
+    etag: str
+
+
+@lru_cache(maxsize=64)
+def load_asset(name: str) -> Asset | None:
+    if not _ASSET_NAME.match(name) or ".." in name:
+        return None
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    content_type = _CONTENT_TYPES.get(suffix)
+    if content_type is None:
+        return None
+    body = _package_file("static", name)
+    if body is None:
+        return None
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return Asset(body, content_type, etag)
+
+
+def _page(key: str, status: int = 200) -> Response:
+    return Response(
+        render_page(key), status_code=status, media_type="text/html", headers=PAGE_HEADERS
+    )
+
+
+@router.get("/")
+async def catalog_page() -> Response:
+    return _page("catalog")
+
+
+@router.get("/login")
+async def login_page() -> Response:
+    return _page("login")
+
+
+@router.get("/cart")
+async def cart_page() -> Response:
+    return _page("cart")
+
+
+@router.get("/checkout")
+async def checkout_page() -> Response:
+    return _page("checkout")
+
+
+@router.get("/orders")
+async def orders_page() -> Response:
+    return _page("orders")
+
+
+@router.get("/orders/{order_id}")
+async def order_page(order_id: str) -> Response:
+    # The page's script reads the id from the URL; a malformed one gets the 404 page.
+    try:
+        uuid.UUID(order_id)
+    except ValueError:
+        return _page("notfound", 404)
+    return _page("order")
+
+
+@router.get("/admin")
+async def admin_page() -> Response:
+    return _page("admin")
+
+
+@router.get(ASSET_PREFIX + "/{name}")
+async def asset(name: str, request: Request) -> Response:
+    found = load_asset(name)
+    if found is None:
+        raise NotFound("No such asset")
+    headers = {
+        "ETag": found.etag,
+        "Cache-Control": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if request.headers.get("if-none-match") == found.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(found.body, media_type=found.content_type, headers=headers)

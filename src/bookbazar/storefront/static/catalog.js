@@ -1,0 +1,226 @@
+// The catalog: search, pages, each book's live availability, add to cart.
+import {
+  $,
+  api,
+  clearAlert,
+  goToLogin,
+  h,
+  initPage,
+  live,
+  money,
+  say,
+  setCartCount,
+  showAlert,
+  srOnly,
+} from "./common.js";
+
+const PAGE_SIZE = 12;
+const MAX_LINE = 10;
+const params = new URLSearchParams(location.search);
+const state = {
+  q: params.get("q") || "",
+  page: Math.max(1, Number.parseInt(params.get("page") || "1", 10) || 1),
+  total: 0,
+  books: new Map(),
+  inCart: new Map(),
+};
+
+const user = await initPage();
+$("#search-q").value = state.q;
+$("#live-note").hidden = Boolean(user);
+
+function stockText(available) {
+  if (available <= 0) return "Sold out";
+  if (available <= 3) return `Only ${available} left`;
+  return `${available} in stock`;
+}
+
+function renderStock(card, book) {
+  const stock = $(".stock", card);
+  stock.textContent = stockText(book.available);
+  stock.dataset.available = String(book.available);
+  stock.classList.toggle("sold-out", book.available <= 0);
+  const button = $(".add-button", card);
+  button.disabled = book.available <= 0;
+  const qty = $(".qty-input", card);
+  const inCart = state.inCart.get(book.id) || 0;
+  if (inCart && document.activeElement !== qty) qty.value = String(inCart);
+  $(".in-cart", card).textContent = inCart ? `In your cart: ${inCart}` : "";
+  $(".add-label", card).textContent = inCart ? "Update cart" : "Add to cart";
+}
+
+function bookCard(book) {
+  const qtyId = `qty-${book.id}`;
+  const titleId = `title-${book.id}`;
+  const note = h("p", { class: "card-note", role: "status" });
+  const card = h(
+    "li",
+    { class: "book-card", dataset: { bookId: book.id }, "aria-labelledby": titleId },
+    h("h2", { class: "book-title", id: titleId }, book.title),
+    h("p", { class: "author" }, `by ${book.author}`),
+    h("p", { class: "price" }, money(book.price, book.currency)),
+    h("p", { class: "stock", "aria-live": "polite" }),
+    h(
+      "form",
+      {
+        class: "add-form",
+        novalidate: true,
+        onsubmit: (event) => {
+          event.preventDefault();
+          addToCart(book.id, card, note);
+        },
+      },
+      h("label", { for: qtyId }, "Quantity", srOnly(` of ${book.title}`)),
+      h("input", {
+        id: qtyId,
+        class: "qty-input",
+        type: "number",
+        inputmode: "numeric",
+        min: 1,
+        max: MAX_LINE,
+        value: state.inCart.get(book.id) || 1,
+        required: true,
+      }),
+      h(
+        "button",
+        { type: "submit", class: "add-button primary" },
+        h("span", { class: "add-label" }, "Add to cart"),
+        srOnly(`: ${book.title}`),
+      ),
+    ),
+    h("p", { class: "in-cart muted" }),
+    note,
+  );
+  renderStock(card, book);
+  return card;
+}
+
+async function load() {
+  const query = new URLSearchParams({ page: String(state.page), pageSize: String(PAGE_SIZE) });
+  if (state.q) query.set("q", state.q);
+  const list = $("#books");
+  list.setAttribute("aria-busy", "true");
+  const result = await api("GET", `/books?${query}`);
+  list.setAttribute("aria-busy", "false");
+  if (!result.ok) {
+    showAlert(`Could not load the books: ${result.message}`);
+    return;
+  }
+  const { items, total } = result.data;
+  state.total = total;
+  state.books = new Map(items.map((b) => [b.id, b]));
+  list.replaceChildren(...items.map(bookCard));
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  $("#result-summary").textContent = total
+    ? `${total} book${total === 1 ? "" : "s"}${state.q ? ` matching “${state.q}”` : ""}.`
+    : state.q
+      ? `No books match “${state.q}”.`
+      : "No books yet.";
+  $("#page-label").textContent = `Page ${state.page} of ${pages}`;
+  $("#prev-page").disabled = state.page <= 1;
+  $("#next-page").disabled = state.page >= pages;
+  if (user) live.watchBooks([...state.books.keys()]);
+}
+
+async function loadCart() {
+  if (!user) return;
+  const cart = await api("GET", "/cart");
+  if (!cart.ok) return;
+  applyCart(cart.data);
+}
+
+function applyCart(cart) {
+  state.inCart = new Map(cart.items.map((item) => [item.bookId, item.quantity]));
+  setCartCount(cart.items);
+  for (const card of document.querySelectorAll(".book-card")) {
+    const book = state.books.get(card.dataset.bookId);
+    if (book) renderStock(card, book);
+  }
+}
+
+async function addToCart(bookId, card, note) {
+  if (!user) {
+    goToLogin();
+    return;
+  }
+  const book = state.books.get(bookId);
+  const input = $(".qty-input", card);
+  const quantity = Number(input.value);
+  if (!Number.isInteger(quantity) || quantity < 1 || quantity > MAX_LINE) {
+    note.textContent = `Choose a whole number from 1 to ${MAX_LINE}.`;
+    input.focus();
+    return;
+  }
+  const button = $(".add-button", card);
+  button.disabled = true;
+  clearAlert();
+  const result = await api("POST", "/cart/add", { body: { bookId, quantity } });
+  button.disabled = book.available <= 0;
+  if (result.status === 401) {
+    goToLogin();
+    return;
+  }
+  if (result.ok) {
+    applyCart(result.data);
+    if (result.data.adjusted) {
+      const { available, quantity: got, requested } = result.data.adjusted;
+      const text = `Quantity adjusted: only ${available} of “${book.title}” available, so your cart has ${got} instead of ${requested}.`;
+      note.textContent = text;
+      note.classList.add("warning");
+      input.value = String(got);
+      showAlert(text, "warning");
+    } else {
+      note.textContent = "";
+      note.classList.remove("warning");
+      say(`“${book.title}”: ${quantity} in your cart.`);
+    }
+    return;
+  }
+  if (result.status === 409) {
+    book.available = 0;
+    renderStock(card, book);
+    const text = `Sold out: “${book.title}” has no copies left right now.`;
+    note.textContent = text;
+    showAlert(text, "warning");
+    return;
+  }
+  note.textContent = result.message;
+  showAlert(result.message);
+}
+
+live.on("stock:update", ({ bookId, available }) => {
+  const book = state.books.get(bookId);
+  if (!book) return;
+  const wasAvailable = book.available > 0;
+  book.available = available;
+  const card = document.querySelector(`.book-card[data-book-id="${CSS.escape(bookId)}"]`);
+  if (card) renderStock(card, book);
+  if (wasAvailable && available <= 0) say(`“${book.title}” just sold out.`);
+  if (!wasAvailable && available > 0) say(`“${book.title}” is back in stock.`);
+});
+live.on("cart:update", () => loadCart());
+live.onConnected(({ reconnect }) => {
+  // Stock moved while we were away: re-read the visible books.
+  if (reconnect) load();
+});
+
+function go(page) {
+  state.page = page;
+  const query = new URLSearchParams();
+  if (state.q) query.set("q", state.q);
+  if (page > 1) query.set("page", String(page));
+  history.replaceState(null, "", query.toString() ? `/?${query}` : "/");
+  load();
+}
+
+$("#search-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.q = $("#search-q").value.trim();
+  go(1);
+});
+$("#prev-page").addEventListener("click", () => go(Math.max(1, state.page - 1)));
+$("#next-page").addEventListener("click", () => go(state.page + 1));
+
+await load();
+await loadCart();
+document.body.dataset.ready = "true";

@@ -1,0 +1,102 @@
+"""The storefront pages and assets, served by the API itself (no network, no browser)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+import pytest
+
+from bookbazar.storefront.routes import PAGES, load_asset
+
+PAGE_PATHS = {
+    "/": "catalog.js",
+    "/login": "login.js",
+    "/cart": "cart.js",
+    "/checkout": "checkout.js",
+    "/orders": "orders.js",
+    f"/orders/{uuid.uuid4()}": "order.js",
+    "/admin": "admin.js",
+}
+
+
+@pytest.mark.parametrize("path", list(PAGE_PATHS))
+async def test_each_page_is_html_with_its_script_and_no_foreign_origin(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    resp = await client.get(path)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("text/html")
+    html = resp.text
+    assert html.startswith("<!doctype html>")
+    assert f'src="/assets/{PAGE_PATHS[path]}"' in html
+    assert '<script src="/assets/socket.io.min.js" defer></script>' in html
+    assert 'role="alert"' in html and 'aria-live="polite"' in html
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    # Nothing is loaded from anywhere but this server.
+    assert not re.search(r"""(src|href)=["']https?://""", html)
+    csp = resp.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert resp.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_every_referenced_script_and_asset_is_served(client: httpx.AsyncClient) -> None:
+    names = {page.script for page in PAGES.values()}
+    names |= {"common.js", "store.css", "socket.io.min.js", "favicon.svg"}
+    for name in sorted(names):
+        resp = await client.get(f"/assets/{name}")
+        assert resp.status_code == 200, name
+        expected = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
+        assert resp.headers["content-type"].startswith(expected[name.rsplit(".", 1)[1]]), name
+        assert resp.headers["etag"]
+
+
+async def test_scripts_import_only_assets_that_exist(client: httpx.AsyncClient) -> None:
+    for page in PAGES.values():
+        text = (await client.get(f"/assets/{page.script}")).text
+        for imported in re.findall(r'from "\./([a-z0-9_.-]+)"', text):
+            assert load_asset(imported) is not None, (page.script, imported)
+
+
+async def test_the_vendored_socket_io_client_is_version_4(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/assets/socket.io.min.js")
+    assert resp.status_code == 200
+    assert re.search(r"Socket\.IO v4\.\d+\.\d+", resp.text[:200])
+    assert len(resp.content) > 20_000
+
+
+async def test_asset_etag_revalidates_with_304(client: httpx.AsyncClient) -> None:
+    first = await client.get("/assets/store.css")
+    again = await client.get("/assets/store.css", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["missing.js", "..%2Fapp.py", "routes.py", "%2E%2E%2Froutes.py", "Common.js", "layout.html"],
+)
+async def test_unknown_or_unsafe_asset_names_are_404(client: httpx.AsyncClient, name: str) -> None:
+    resp = await client.get(f"/assets/{name}")
+    assert resp.status_code == 404
+    assert resp.json()["success"] is False
+
+
+async def test_malformed_order_id_gets_the_html_404_page(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/orders/not-an-id")
+    assert resp.status_code == 404
+    assert resp.headers["content-type"].startswith("text/html")
+    assert "Page not found" in resp.text
+
+
+async def test_pages_do_not_shadow_the_api_or_operations(client: httpx.AsyncClient) -> None:
+    health = await client.get("/healthz")
+    assert health.status_code == 200
+    assert health.headers["content-type"].startswith("application/json")
+    resp = await client.get("/api/v1/orders")
+    assert resp.status_code == 401
+    assert resp.headers["content-type"].startswith("application/json")
+    # The storefront stays out of the OpenAPI document.
+    spec = (await client.get("/openapi.json")).json()
+    assert "/" not in spec["paths"] and "/assets/{name}" not in spec["paths"]
