@@ -172,9 +172,19 @@ async def on_integrity_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "The request conflicts with the current state, please retry")
 
 
+# SQLSTATEs of text PostgreSQL cannot store (the NUL character, U+0000, in text or JSON).
+_UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
+
+
 async def on_db_error(request: Request, exc: Exception) -> JSONResponse:
     # asyncpg surfaces a lost server as DBAPIError wrapping a connection error.
     assert isinstance(exc, DBAPIError)
+    if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:
+        # Bad input, not a fault: the statement failed, so nothing was stored.
+        log.info("unstorable_text_refused", path=request.url.path)
+        return error_response(
+            422, "Invalid request: text must not contain the NUL character (U+0000)"
+        )
     if exc.connection_invalidated or "connection" in str(exc.orig).lower():
         log.warning("database_unavailable", path=request.url.path)
         return error_response(503, ServiceUnavailable.default_message, headers={"Retry-After": "1"})

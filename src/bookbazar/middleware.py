@@ -43,6 +43,16 @@ class RequestContextMiddleware:
             self._observe(scope, 413, started)
             return
 
+        if length is None and _header(scope, b"transfer-encoding") is not None:
+            # A body of unknown length (chunked): read it, up to the cap, before the app
+            # runs, so that a route which never reads its body refuses an oversized one too.
+            buffered, too_large = await _read_capped(receive, self.max_body_bytes)
+            if too_large:
+                await _reject_too_large(send, request_id, self.max_body_bytes)
+                self._observe(scope, 413, started)
+                return
+            receive = _replay(buffered, receive)
+
         received = 0
 
         async def capped_receive() -> Message:
@@ -115,6 +125,34 @@ def _header(scope: Scope, name: bytes) -> str | None:
             decoded: str = value.decode("latin-1")
             return decoded
     return None
+
+
+async def _read_capped(receive: Receive, limit: int) -> tuple[list[Message], bool]:
+    """The request's messages up to the end of its body, or until it exceeds `limit`
+    bytes (then True: the rest is left unread)."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, False  # the client went away
+        size += len(message.get("body", b""))
+        if size > limit:
+            return messages, True
+        if not message.get("more_body", False):
+            return messages, False
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
 
 
 async def _reject_too_large(send: Send, request_id: str, limit: int) -> None:
