@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -127,9 +128,12 @@ async def place_order(
         return PlacedOrder(stored.status, stored.body, replayed=True)
     try:
         placed = await _place(services, user_id, key, fingerprint, body)
-    except (BadRequest, Conflict):
-        # Nothing was stored for this key: the client may fix the cause and retry it.
-        await store.abandon(user_id, key)
+    except BaseException:
+        # No answer was stored for this key, so the claim goes: the client may fix the
+        # cause (or wait out an outage) and retry. PostgreSQL's unique (user, key) is the
+        # guard that a retry can never place or reserve a second time.
+        with contextlib.suppress(Exception):
+            await store.abandon(user_id, key)
         raise
     # Also a replay answered from PostgreSQL (Redis had forgotten the key, or the first
     # request died): left "running", every retry for a minute would get a spurious 409.

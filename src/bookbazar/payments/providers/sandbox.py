@@ -104,9 +104,11 @@ class SandboxProvider(PaymentProvider):
         self._redis = redis
         self._scripts = Scripts(redis)
 
-    @staticmethod
-    def intent_id_for(order_id: uuid.UUID) -> str:
-        return f"pi_sb_{order_id.hex}"
+    def intent_id_for(self, order_id: uuid.UUID) -> str:
+        """One intent per order (concurrent inits agree), but not guessable from the order
+        id: the hosted checkout page is public, so its id must act as a capability."""
+        digest = hmac.new(self._secret.encode(), order_id.bytes, hashlib.sha256).hexdigest()
+        return f"pi_sb_{digest[:32]}"
 
     def checkout_url(self, intent_id: str) -> str:
         return f"{self._base_url}/sandbox/checkout/{intent_id}"
