@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     sweeper_interval_seconds: float = Field(default=30.0, gt=0)
     pending_grace_seconds: int = Field(default=60, ge=1)
     outbox_poll_seconds: float = Field(default=0.2, gt=0)
+    # The worker serves its own Prometheus metrics (jobs, expiry lag) here when set.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65_535)
     fulfillment_ship_delay_seconds: int = Field(default=2, ge=0)
     fulfillment_deliver_delay_seconds: int = Field(default=5, ge=0)
     # Named crash points for fault-injection tests; never set in production.

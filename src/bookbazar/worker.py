@@ -11,6 +11,7 @@ from typing import Any
 import socketio
 import structlog
 from bullmq import Worker
+from prometheus_client import start_http_server
 
 from bookbazar.config import Settings
 from bookbazar.kit import faults
@@ -92,6 +93,9 @@ class WorkerProcess:
         manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL, write_only=True)
         services = Services.create(self.settings, manager_emit(manager), pool_size=5)
         registry = load_registry()
+        if self.settings.worker_metrics_port:
+            # Job counts and expiry lag live in this process: serve them for Prometheus.
+            start_http_server(self.settings.worker_metrics_port, addr=self.settings.host)
         workers = [
             Worker(
                 queue,

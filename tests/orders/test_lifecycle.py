@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from sqlalchemy import text
-from tests.conftest import create_book, register
+from tests.conftest import create_book, free_port, register
 from tests.orders.conftest import (
     add_to_cart,
     available,
@@ -188,6 +188,7 @@ async def worker_settings(settings: Settings) -> Settings:
     # Expiry must come from the delayed BullMQ job (not the sweeper) in these tests.
     settings.sweeper_interval_seconds = 3600
     settings.reservation_ttl_seconds = 6
+    settings.worker_metrics_port = free_port()
     return settings
 
 
@@ -223,6 +224,17 @@ async def test_delayed_expiry_job_over_five_seconds_runs(
             break
         await asyncio.sleep(0.1)
     assert events == ["order.created", "order.expired"]
+    # The worker serves its own metrics: the job and the expiry lag were counted.
+    port = services.settings.worker_metrics_port
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    assert 'queue="reservation"' in metrics and 'outcome="ok"' in metrics
+    lag_count = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith("bookbazar_expiry_lag_seconds_count")
+    )
+    assert float(lag_count.split()[-1]) >= 1
 
 
 async def test_metrics_show_orders_and_reservations(
