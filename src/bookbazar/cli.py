@@ -258,6 +258,8 @@ def _banner(base: str, settings: Settings) -> str:
     lines = [
         "",
         "Book Bazar is up.",
+        f"  Store:      {base}/",
+        f"  Admin:      {base}/admin",
         f"  API:        {base}/api/v1",
         f"  Docs:       {base}/docs",
         f"  Ready:      {base}/readyz",

@@ -106,6 +106,8 @@ def test_up_runs_everything_survives_a_crash_and_stops_cleanly() -> None:
             assert login(first.base, creds["admin"])["role"] == "admin"
             banner = first.output()
             for expected in (
+                "Store:",
+                "/admin",
                 "/api/v1",
                 "/docs",
                 creds["customer"]["email"],
