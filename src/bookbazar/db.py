@@ -54,4 +54,7 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
-SessionDep = Annotated[AsyncSession, Depends(_request_session)]
+# scope="function": commit before the response is sent. FastAPI's default for yield
+# dependencies ("request") would commit after it, so a client could read its own write too
+# early, or get a success for a commit that then fails.
+SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]

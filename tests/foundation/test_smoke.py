@@ -20,3 +20,15 @@ async def test_register_me_and_catalog(client: httpx.AsyncClient, services: Serv
     )
     assert resp.status_code == 200, resp.text
     assert resp.json()["data"]["available"] == 5
+
+
+def test_request_session_commits_before_the_response_is_sent() -> None:
+    """FastAPI ends yield dependencies after the response by default; the request's
+    transaction must commit before it, or a client could get 201 for a write it cannot
+    read yet (or that then fails to commit)."""
+    from typing import get_args
+
+    from bookbazar.db import SessionDep
+
+    depends = get_args(SessionDep)[1]
+    assert depends.scope == "function"
