@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.cart import service as cart_service
 from bookbazar.errors import BadRequest, Conflict, NotFound, error_body
+from bookbazar.inventory.service import ReserveOutcome
 from bookbazar.kit import faults
 from bookbazar.kit.clock import iso, utcnow
 from bookbazar.kit.idempotency import (
@@ -243,7 +244,7 @@ async def _fail_placement(
     key: str,
     fingerprint: str,
     items: list[dict[str, Any]],
-    outcome: Any,
+    outcome: ReserveOutcome,
 ) -> PlacedOrder:
     titles = {i["book_id"]: i["title"] for i in items}
     if outcome.shortfalls:
