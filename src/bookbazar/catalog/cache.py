@@ -59,9 +59,6 @@ class BookCache:
     async def get(self, session: AsyncSession, book_id: uuid.UUID) -> BookFacts | None:
         return (await self.get_many(session, [book_id])).get(book_id)
 
-    def forget(self, book_id: uuid.UUID) -> None:
-        self._entries.pop(book_id, None)
-
     def _remember(self, now: float, facts: BookFacts) -> None:
         self._entries[facts.id] = (now + self.ttl, facts)
         self._entries.move_to_end(facts.id)
