@@ -144,10 +144,15 @@ class LiveServer:
     app: BookBazarApp
     server: uvicorn.Server
 
+    @property
+    def services(self) -> Services:
+        services: Services = self.app.api.state.services
+        return services
 
-@pytest.fixture
-async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
-    """The app served by a real uvicorn on a loopback port (for Socket.IO clients)."""
+
+@contextlib.asynccontextmanager
+async def serve_app(settings: Settings) -> AsyncIterator[LiveServer]:
+    """The app with these settings on a real uvicorn server on a loopback port."""
     port = free_port()
     settings.port = port
     settings.public_url = f"http://127.0.0.1:{port}"
@@ -157,15 +162,24 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    for _ in range(200):
+    for _ in range(300):
         if server.started:
             break
         await asyncio.sleep(0.02)
     assert server.started, "uvicorn did not start"
-    yield LiveServer(f"http://127.0.0.1:{port}", application, server)
-    server.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, timeout=10)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", application, server)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, timeout=15)
+
+
+@pytest.fixture
+async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    """The app served by a real uvicorn on a loopback port (for Socket.IO clients)."""
+    async with serve_app(settings) as served:
+        yield served
 
 
 # ---------------------------------------------------------------- factories

@@ -5,78 +5,30 @@ and recovers on its own when it is back (DESIGN.md §7.6)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from redis.asyncio import Redis
 from sqlalchemy import text
 
 from bookbazar import embedded
-from bookbazar.app import BookBazarApp, create_app
 from bookbazar.cart.service import cart_key
 from bookbazar.config import Settings
 from bookbazar.embedded import EmbeddedPostgres, EmbeddedRedis
 from bookbazar.migrate import upgrade
-from bookbazar.realtime.server import gateway_of
 from bookbazar.services import Services
-from tests.conftest import Infra, create_book, free_port, make_settings, register
+from tests.conftest import Infra, create_book, make_settings, register, serve_app
 from tests.faults.harness import Launcher, assert_stock_exact, eventually
 from tests.orders.conftest import add_to_cart, place
 
 # While a dependency is down a request must fail fast (it is a 503, not a wait).
 FAIL_FAST_SECONDS = 5.0
-
-
-@dataclass
-class Served:
-    url: str
-    app: BookBazarApp
-
-    @property
-    def services(self) -> Services:
-        services: Services = self.app.api.state.services
-        return services
-
-
-@contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[Served]:
-    """The app on a real uvicorn server on a loopback port, with these settings."""
-    port = free_port()
-    settings.port = port
-    settings.public_url = f"http://127.0.0.1:{port}"
-    application = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            application,
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(300):
-        if server.started:
-            break
-        await asyncio.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield Served(f"http://127.0.0.1:{port}", application)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, timeout=15)
-        await gateway_of(application.sio).close()
 
 
 def assert_unavailable(resp: httpx.Response, elapsed: float) -> None:
@@ -189,7 +141,7 @@ async def test_redis_restarted_empty_mid_traffic(
     private = make_settings(infra, redis_url=private_redis.url)
     launcher = Launcher(private, tmp_path)
     try:
-        async with serve(private) as api:
+        async with serve_app(private) as api:
             services = api.services
             books = [await create_book(services, stock=50) for _ in range(3)]
             await launcher.worker()
@@ -287,7 +239,7 @@ async def test_postgres_restart_gives_503_then_recovers(
 ) -> None:
     pg, url = private_postgres
     private = make_settings(infra, database_url=url)
-    async with serve(private) as api, httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+    async with serve_app(private) as api, httpx.AsyncClient(base_url=api.url, timeout=30) as http:
         services = api.services
         book = await create_book(services, stock=5)
         user = await register(http)

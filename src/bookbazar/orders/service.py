@@ -216,15 +216,7 @@ async def _place(
                 "payment": None,
             }
             response = envelope(data, "Order placed: complete payment before it expires", 201)
-            await repo.save_idempotency_record(
-                session,
-                user_id=user_id,
-                key=key,
-                fingerprint=fingerprint,
-                status=201,
-                body=response,
-                expires_at=utcnow() + timedelta(seconds=services.settings.idempotency_ttl_seconds),
-            )
+            await _store_answer(session, services, user_id, key, fingerprint, 201, response)
     if not moved.applied:
         # The sweeper gave up on this order while we were reserving: give the units back.
         await services.inventory.release(order_id)
@@ -264,17 +256,31 @@ async def _fail_placement(
     body = error_body(409, message, errors)
     async with services.sessionmaker() as session, session.begin():
         await transition(session, order_id, S.FAILED, from_=frozenset({S.PENDING}))
-        await repo.save_idempotency_record(
-            session,
-            user_id=user_id,
-            key=key,
-            fingerprint=fingerprint,
-            status=409,
-            body=body,
-            expires_at=utcnow() + timedelta(seconds=services.settings.idempotency_ttl_seconds),
-        )
+        await _store_answer(session, services, user_id, key, fingerprint, 409, body)
     log.info("order_refused_stock", short=len(errors))
     return PlacedOrder(409, body)
+
+
+async def _store_answer(
+    session: AsyncSession,
+    services: Services,
+    user_id: uuid.UUID,
+    key: str,
+    fingerprint: str,
+    status: int,
+    body: dict[str, Any],
+) -> None:
+    """Keep the answer for this key in PostgreSQL (the durable copy of the Redis one), in
+    the caller's transaction, for at least IDEMPOTENCY_TTL_SECONDS."""
+    await repo.save_idempotency_record(
+        session,
+        user_id=user_id,
+        key=key,
+        fingerprint=fingerprint,
+        status=status,
+        body=body,
+        expires_at=utcnow() + timedelta(seconds=services.settings.idempotency_ttl_seconds),
+    )
 
 
 async def _replay_from_database(
