@@ -32,7 +32,8 @@ from bookbazar.services import Services
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TABLES = (
-    "sent_notifications, processed_webhook_events, outbox_events, idempotency_records, "
+    "stock_audits, restocks, sent_notifications, processed_webhook_events, outbox_events, "
+    "idempotency_records, "
     "shipments, payments, order_items, orders, cart_items, carts, books, users"
 )
 

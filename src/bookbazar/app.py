@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,7 +27,6 @@ from bookbazar.kit import faults
 from bookbazar.kit.responses import ok
 from bookbazar.middleware import RequestContextMiddleware
 from bookbazar.orders.routes import router as orders_router
-from bookbazar.orders.service import refresh_metrics as refresh_order_metrics
 from bookbazar.payments.routes import router as payments_router
 from bookbazar.payments.sandbox_page import router as sandbox_checkout_router
 from bookbazar.realtime.emitter import manager_emit
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> BookBazarApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        faults.configure(settings.fault_points)
+        faults.configure(settings.fault_points, settings.gate_points, redis_url)
         services = Services.create(settings, manager_emit(sio))
         gateway = gateway_of(sio)
         await gateway.start()
@@ -136,9 +136,19 @@ def _add_operations_routes(api: FastAPI) -> None:
 
     @api.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics(request: Request) -> Response:
-        services: Services = request.app.state.services
-        try:
-            await refresh_order_metrics(services)
-        except Exception:  # metrics must render even when a store is down
-            log.warning("order_metrics_unavailable")
+        """This process's metrics: no query runs per scrape (order and stock gauges are
+        the worker's, on WORKER_METRICS_PORT). With METRICS_TOKEN set a scrape must send
+        it as a Bearer token; in production it must be set, or /metrics is off."""
+        settings: Settings = request.app.state.settings
+        token = settings.metrics_token
+        if token is None and not settings.is_development:
+            return error_response(404, "Metrics are off: set METRICS_TOKEN to serve them")
+        if token is not None:
+            sent = request.headers.get("authorization", "")
+            if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+                return error_response(
+                    401,
+                    "Metrics require the METRICS_TOKEN as a Bearer token",
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -61,31 +61,51 @@ class Settings(BaseSettings):
     razorpay_key_id: str | None = None
     razorpay_key_secret: str | None = None
     razorpay_webhook_secret: str | None = None
+    # Razorpay events older than this (by their signed created_at) are refused.
+    razorpay_webhook_tolerance_seconds: int = Field(default=26 * 3600, ge=300)
 
     reservation_ttl_seconds: int = Field(default=900, ge=5, le=86_400)
     # payments/init extends the reservation when fewer than this many seconds are left.
     payment_min_window_seconds: int = Field(default=300, ge=0)
     payment_verify_after_seconds: int = Field(default=120, ge=1)
     smtp_url: str | None = None
+    # A claimed email not marked sent after this long is presumed lost with its sender
+    # and is sent by the job's retry (longer than an SMTP send may take).
+    notify_claim_lease_seconds: int = Field(default=60, ge=1)
     mail_from: str = "Book Bazar <orders@bookbazar.local>"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # A Redis call that gets no answer this long fails (503) instead of hanging.
+    redis_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     idempotency_ttl_seconds: int = Field(default=86_400, ge=86_400)
 
     sweeper_interval_seconds: float = Field(default=30.0, gt=0)
+    # The cart's write-behind to PostgreSQL runs this long after the first change of a
+    # burst; every change until then is written by that one job.
+    cart_persist_delay_ms: int = Field(default=1000, ge=0, le=60_000)
+    # How often orders whose deadline passed are expired (once per deployment).
+    expiry_interval_seconds: float = Field(default=1.0, ge=0.1, le=60)
+    # How often every counter and hold is compared with PostgreSQL and repaired.
+    audit_interval_seconds: float = Field(default=60.0, ge=1)
+    # Holds younger than this that no order owns (a placement or late payment in flight),
+    # and holds of orders that ended within it, are left to their own path.
     pending_grace_seconds: int = Field(default=60, ge=1)
     outbox_poll_seconds: float = Field(default=0.2, gt=0)
+    # /metrics requires this Bearer token when set; in production it must be set or
+    # /metrics is off.
+    metrics_token: str | None = None
     # The worker serves its own Prometheus metrics (jobs, expiry lag) here when set.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65_535)
     fulfillment_ship_delay_seconds: int = Field(default=2, ge=0)
     fulfillment_deliver_delay_seconds: int = Field(default=5, ge=0)
-    # Named crash points for fault-injection tests; never set in production.
+    # Named crash points and gates for fault-injection tests; never set in production.
     fault_points: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    gate_points: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("cors_origins", "fault_points", mode="before")
+    @field_validator("cors_origins", "fault_points", "gate_points", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -167,6 +187,8 @@ class Settings(BaseSettings):
             )
         if self.fault_points and not dev:
             problems.append("FAULT_POINTS is for tests only and refused in production")
+        if self.gate_points and not dev:
+            problems.append("GATE_POINTS is for tests only and refused in production")
         if problems:
             raise ValueError("; ".join(problems))
         return self

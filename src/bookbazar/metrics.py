@@ -24,3 +24,10 @@ EXPIRY_LAG = Histogram(
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 JOBS = Counter("bookbazar_jobs_total", "Jobs processed", ["queue", "name", "outcome"])
+STOCK_DRIFT_UNITS = Gauge(
+    "bookbazar_stock_drift_units", "Units by which stock counters were wrong at the last audit"
+)
+STOCK_AUDIT_LAST = Gauge(
+    "bookbazar_stock_audit_last_timestamp_seconds", "When the last stock audit started"
+)
+STOCK_AUDITS = Counter("bookbazar_stock_audits_total", "Stock audits by result", ["result"])

@@ -8,14 +8,16 @@ from fastapi import Depends, Request
 from redis.asyncio import BlockingConnectionPool, Redis
 
 
-def create_redis(url: str, *, max_connections: int = 128) -> Redis:
-    """A pooled client. The pool waits for a free connection under bursts instead of
-    failing; socket_timeout=None because bullmq's blocking reads must not be cut short."""
+def create_redis(url: str, *, socket_timeout: float = 2.0, max_connections: int = 128) -> Redis:
+    """A pooled client for requests, scripts and enqueueing (never for blocking reads:
+    bullmq's workers open their own connections without a timeout). A stalled Redis
+    fails a call within `socket_timeout` seconds (503) instead of hanging it. Under a
+    burst the pool waits for a free connection (up to 10 s) instead of failing at once."""
     pool = BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
-        socket_timeout=None,
-        socket_connect_timeout=5,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
         health_check_interval=30,
         max_connections=max_connections,
         timeout=10,

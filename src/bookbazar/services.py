@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
+import httpx
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -23,6 +24,9 @@ from bookbazar.redis import create_redis
 class Services:
     settings: Settings
     engine: AsyncEngine
+    # The same pool, each statement its own transaction: one round trip for a write that
+    # is a single statement.
+    autocommit: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     # A separate small pool for stock reconciliation, which request code may need while
     # its own session holds a connection: sharing one pool could deadlock under load.
@@ -33,6 +37,10 @@ class Services:
     queues: Queues
     emitter: Emitter
     books: BookCache
+    # One HTTP client per process for every outbound call (connections kept alive).
+    http: httpx.AsyncClient
+    # Other long-lived clients built on first use (payment providers), closed at exit.
+    clients: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def create(cls, settings: Settings, emit: EmitFn, *, pool_size: int = 10) -> Services:
@@ -40,22 +48,34 @@ class Services:
         engine = create_engine(database_url, pool_size=pool_size)
         sessionmaker = create_sessionmaker(engine)
         maintenance_engine = create_engine(database_url, pool_size=2, max_overflow=2)
-        redis = create_redis(redis_url)
+        redis = create_redis(redis_url, socket_timeout=settings.redis_timeout_seconds)
         scripts = Scripts(redis)
         return cls(
             settings=settings,
             engine=engine,
+            autocommit=engine.execution_options(isolation_level="AUTOCOMMIT"),
             sessionmaker=sessionmaker,
             maintenance_engine=maintenance_engine,
             redis=redis,
             scripts=scripts,
-            inventory=Inventory(redis, scripts, create_sessionmaker(maintenance_engine)),
+            inventory=Inventory(
+                redis,
+                scripts,
+                create_sessionmaker(maintenance_engine),
+                orphan_grace_seconds=settings.pending_grace_seconds,
+            ),
             queues=Queues(redis),
             emitter=Emitter(redis, emit),
-            books=BookCache(),
+            books=BookCache(sessionmaker),
+            http=httpx.AsyncClient(
+                timeout=10, limits=httpx.Limits(max_connections=64, max_keepalive_connections=32)
+            ),
         )
 
     async def close(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+        await self.http.aclose()
         await self.redis.aclose()
         await self.engine.dispose()
         await self.maintenance_engine.dispose()

@@ -1,5 +1,6 @@
-"""`bookbazar worker`: one BullMQ Worker per queue (dispatching on job name), plus the
-background loops (outbox relay, sweepers). Stops gracefully: active jobs finish first."""
+"""`bookbazar worker`: one BullMQ Worker per queue (dispatching on job name), the job
+schedulers for once-per-deployment work, and the outbox relay. Stops gracefully: active
+jobs finish first."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from prometheus_client import start_http_server
 
 from bookbazar.config import Settings
 from bookbazar.kit import faults
-from bookbazar.kit.jobs import JobContext, JobHandler, JobRegistry, Loop
+from bookbazar.kit.jobs import JobContext, JobRegistry, JobSpec, Schedule
 from bookbazar.metrics import JOBS
 from bookbazar.outbox.relay import relay_loop
 from bookbazar.realtime import CHANNEL
@@ -28,57 +29,97 @@ log = structlog.get_logger(__name__)
 JOB_MODULES: tuple[str, ...] = (
     "bookbazar.cart.jobs",
     "bookbazar.orders.jobs",
+    "bookbazar.inventory.jobs",
     "bookbazar.payments.jobs",
     "bookbazar.fulfillment.jobs",
     "bookbazar.notify.jobs",
 )
+# Scheduler ticks: kept briefly, never retried (the next tick does the work again).
+SCHEDULED_JOB_OPTIONS: dict[str, Any] = {
+    "attempts": 1,
+    "removeOnComplete": True,
+    "removeOnFail": {"age": 3600, "count": 100},
+}
 
 
 def load_registry() -> JobRegistry:
     merged = JobRegistry()
     for module_name in JOB_MODULES:
-        registry: JobRegistry = importlib.import_module(module_name).JOBS
-        for queue, handlers in registry.handlers.items():
-            merged.handlers.setdefault(queue, {}).update(handlers)
-        merged.loops.extend(registry.loops)
-        for event_type, hooks in registry.event_hooks.items():
-            merged.event_hooks.setdefault(event_type, []).extend(hooks)
+        merged.merge(importlib.import_module(module_name).JOBS)
     return merged
 
 
-def make_processor(services: Services, queue: str, handlers: dict[str, JobHandler]) -> Any:
+def _scheduled_specs(registry: JobRegistry) -> dict[str, dict[str, Schedule]]:
+    out: dict[str, dict[str, Schedule]] = {}
+    for schedule in registry.schedules:
+        out.setdefault(schedule.queue, {})[schedule.name] = schedule
+    return out
+
+
+def make_processor(
+    services: Services,
+    queue: str,
+    specs: dict[str, JobSpec[Any]],
+    schedules: dict[str, Schedule],
+) -> Any:
     async def process(job: Any, token: str) -> Any:
         attempts_allowed = int(job.opts.get("attempts", 1) or 1)
+        attempt = int(job.attemptsMade or 0) + 1
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(queue=queue, job=job.name, job_id=job.id)
-        if isinstance(job.data, dict) and "orderId" in job.data:
-            structlog.contextvars.bind_contextvars(order_id=job.data["orderId"])
-        handler = handlers.get(job.name)
+        data = job.data if isinstance(job.data, dict) else {}
+        if "orderId" in data:
+            structlog.contextvars.bind_contextvars(order_id=data["orderId"])
+        schedule = schedules.get(job.name)
+        if schedule is not None:
+            return await _run_scheduled(services, queue, schedule)
+        spec = specs.get(job.name)
         try:
-            if handler is None:
+            if spec is None:
                 raise LookupError(f"no handler for job {job.name!r} on queue {queue!r}")
-            ctx = JobContext(
-                services=services,
-                queue=queue,
-                name=job.name,
-                job_id=job.id,
-                data=job.data if isinstance(job.data, dict) else {},
-                attempts_made=int(job.attemptsMade or 0),
-            )
-            result = await handler(ctx)
+            payload = spec.payload.model_validate(data)
+            ctx = JobContext(services, queue, job.name, job.id, attempt - 1)
+            result = await spec.handler(ctx, payload)
         except Exception as exc:
-            final = handler is None or int(job.attemptsMade or 0) + 1 >= attempts_allowed
+            final = spec is None or attempt >= attempts_allowed
             JOBS.labels(queue, job.name, "dead" if final else "retry").inc()
-            log.warning("job_failed", error=repr(exc), attempt=int(job.attemptsMade or 0) + 1)
+            log.warning("job_failed", error=repr(exc), attempt=attempt)
             if final:
                 await services.queues.dead_letter(
-                    queue, job.name, job.id, job.data, repr(exc), int(job.attemptsMade or 0) + 1
+                    queue, job.name, job.id, job.data, repr(exc), attempt
                 )
             raise
         JOBS.labels(queue, job.name, "ok").inc()
         return result
 
     return process
+
+
+async def _run_scheduled(services: Services, queue: str, schedule: Schedule) -> Any:
+    """One tick. A failure is logged and counted, never retried nor dead-lettered: the
+    next tick (a fresh job) does the same work again."""
+    try:
+        result = await schedule.task(services)
+    except Exception as exc:
+        JOBS.labels(queue, schedule.name, "error").inc()
+        log.exception("scheduled_job_failed", error=repr(exc))
+        return {"error": repr(exc)}
+    JOBS.labels(queue, schedule.name, "ok").inc()
+    return result
+
+
+async def register_schedules(services: Services, registry: JobRegistry) -> None:
+    """Create or update one BullMQ job scheduler per schedule. Every worker does this at
+    start with the same ids, so a deployment has one of each, whatever its size."""
+    for schedule in registry.schedules:
+        every_ms = max(100, int(schedule.interval(services.settings) * 1000))
+        await services.queues.get(schedule.queue).upsertJobScheduler(
+            schedule.name,
+            {"every": every_ms},
+            job_name=schedule.name,
+            job_data={},
+            opts=SCHEDULED_JOB_OPTIONS,
+        )
 
 
 class WorkerProcess:
@@ -89,18 +130,26 @@ class WorkerProcess:
 
     async def run(self) -> None:
         _, redis_url = self.settings.require_urls()
-        faults.configure(self.settings.fault_points)
+        faults.configure(self.settings.fault_points, self.settings.gate_points, redis_url)
         manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL, write_only=True)
         services = Services.create(self.settings, manager_emit(manager), pool_size=5)
         registry = load_registry()
         if self.settings.worker_metrics_port:
-            # Job counts and expiry lag live in this process: serve them for Prometheus.
+            # Job counts, order gauges and the audit live in this process: serve them.
             start_http_server(self.settings.worker_metrics_port, addr=self.settings.host)
+        await register_schedules(services, registry)
+        scheduled = _scheduled_specs(registry)
+        queues = sorted(set(registry.handlers) | set(scheduled))
         workers = [
             Worker(
                 queue,
-                make_processor(services, queue, handlers),
+                make_processor(
+                    services, queue, registry.handlers.get(queue, {}), scheduled.get(queue, {})
+                ),
                 {
+                    # A URL: bullmq opens its own connection for its blocking reads, with
+                    # redis-py 7's default of no socket timeout (a timeout shorter than
+                    # the wait would strand delayed jobs; see pyproject's redis pin).
                     "connection": redis_url,
                     "concurrency": self.concurrency,
                     "prefix": "bull",
@@ -108,39 +157,29 @@ class WorkerProcess:
                     "stalledInterval": 15_000,
                 },
             )
-            for queue, handlers in registry.handlers.items()
+            for queue in queues
         ]
-        hooks = registry.event_hooks
-
-        async def outbox_relay(services: Services, stop: asyncio.Event) -> None:
-            await relay_loop(services, stop, hooks)
-
-        loops = [
-            asyncio.create_task(self._run_loop(loop, services), name=loop.__name__)
-            for loop in (outbox_relay, *registry.loops)
-        ]
-        log.info("worker_started", queues=sorted(registry.handlers), loops=len(loops))
+        relay = asyncio.create_task(self._relay(services, registry), name="outbox_relay")
+        log.info("worker_started", queues=queues, schedules=len(registry.schedules))
         try:
             await self.stop.wait()
         finally:
             log.info("worker_stopping")
             # close() waits for active jobs to finish; their locks are released with them.
             await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
-            for task in loops:
-                task.cancel()
-            for task in loops:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await relay
             await services.close()
             log.info("worker_stopped")
 
-    async def _run_loop(self, loop: Loop, services: Services) -> None:
+    async def _relay(self, services: Services, registry: JobRegistry) -> None:
         while not self.stop.is_set():
             try:
-                await loop(services, self.stop)
+                await relay_loop(services, self.stop, registry.event_hooks)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("worker_loop_crashed", loop=loop.__name__)
+                log.exception("outbox_relay_crashed")
                 await asyncio.sleep(1.0)

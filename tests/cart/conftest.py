@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from bookbazar.cart import service as cart_service
 from bookbazar.cart.jobs import JOBS
+from bookbazar.cart.schemas import PersistCart
 from bookbazar.kit.jobs import JobContext
 from bookbazar.kit.queues import CART
 from bookbazar.services import Services
@@ -61,19 +62,16 @@ async def pg_state(services: Services, uid: uuid.UUID) -> CartState | None:
     return int(row.version), cart_service.datetime_to_ms(row.updated_at), lines
 
 
-def job_context(services: Services, uid: uuid.UUID, version: int, attempts: int = 0) -> JobContext:
-    return JobContext(
-        services=services,
-        queue=CART,
-        name=cart_service.PERSIST_JOB,
-        job_id=f"test-{uid}-{version}",
-        data={"userId": str(uid), "version": version},
-        attempts_made=attempts,
-    )
+async def run_persist(services: Services, uid: uuid.UUID, scheduled_ms: int = 0) -> Any:
+    """Run the production persistCart handler for this user, as a job would."""
+    job = PersistCart(user_id=uid, scheduled_ms=scheduled_ms)
+    context = JobContext(services, CART, PersistCart.name, job.job_id())
+    return await JOBS.handlers[CART][PersistCart.name].handler(context, job)
 
 
-async def run_persist(services: Services, uid: uuid.UUID, version: int = 0) -> Any:
-    return await JOBS.handlers[CART][cart_service.PERSIST_JOB](job_context(services, uid, version))
+async def persist_jobs(services: Services) -> list[Any]:
+    """The cart queue's jobs still to run (delayed until the burst's window ends)."""
+    return list(await services.queues.get(CART).getJobs(["delayed", "waiting"]))
 
 
 async def eventually(
@@ -94,7 +92,7 @@ async def cart_worker(services: Services) -> AsyncIterator[Worker]:
     redis_url = services.settings.redis_url
     worker = Worker(
         CART,
-        make_processor(services, CART, JOBS.handlers[CART]),
+        make_processor(services, CART, JOBS.handlers[CART], {}),
         {"connection": redis_url, "concurrency": 4, "prefix": "bull"},
     )
     try:

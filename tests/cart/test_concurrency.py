@@ -48,17 +48,16 @@ async def test_concurrent_service_changes_from_many_tasks(
 
     async def worker(n: int) -> None:
         nonlocal successes
-        async with services.sessionmaker() as session:
-            for i in range(10):
-                book = books[(n + i) % len(books)]
-                if (n + i) % 4 == 3:
-                    try:
-                        await cart_service.remove_line(services, session, uid, book)
-                    except NotFound:
-                        continue
-                else:
-                    await cart_service.set_line(services, session, uid, book, i % 10 + 1)
-                successes += 1
+        for i in range(10):
+            book = books[(n + i) % len(books)]
+            if (n + i) % 4 == 3:
+                try:
+                    await cart_service.remove_line(services, uid, book)
+                except NotFound:
+                    continue
+            else:
+                await cart_service.set_line(services, uid, book, i % 10 + 1)
+            successes += 1
 
     await asyncio.gather(*(worker(n) for n in range(15)))
     state = await redis_state(services, uid)

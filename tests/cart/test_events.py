@@ -4,6 +4,7 @@ change, only to the cart's owner."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
@@ -60,13 +61,17 @@ async def test_one_cart_update_per_change_to_the_owner_only(live_server: LiveSer
             # An order took the (new) cart: one cart:cleared.
             assert (await add(client, alice, first, 1)).status_code == 200  # v6
             lines, version = await cart_service.cart_lines(services, uid)
-            await cart_service.clear_ordered(services, uid, version, [b for b, _ in lines])  # v7
+            await cart_service.clear_ordered(
+                services, uid, uuid.uuid4(), version, [b for b, _ in lines]
+            )  # v7
             # An order while the buyer kept shopping: one cart:item_deleted per ordered line.
             assert (await add(client, alice, first, 1)).status_code == 200  # v8
             assert (await add(client, alice, second, 1)).status_code == 200  # v9
             lines, version = await cart_service.cart_lines(services, uid)
             assert (await add(client, alice, third, 1)).status_code == 200  # v10
-            await cart_service.clear_ordered(services, uid, version, [b for b, _ in lines])
+            await cart_service.clear_ordered(
+                services, uid, uuid.uuid4(), version, [b for b, _ in lines]
+            )
 
             async def all_arrived() -> bool:
                 return len(events) >= 12

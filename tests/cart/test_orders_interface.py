@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 
 from bookbazar.cart import service as cart_service
@@ -27,13 +29,31 @@ async def test_clear_ordered_clears_an_unchanged_cart_once(
     lines, version = await cart_service.cart_lines(services, uid)
     assert version == 2 and dict(lines) == {books[0]: 2, books[1]: 2}
 
-    await cart_service.clear_ordered(services, uid, version, [b for b, _ in lines])
+    order_id = uuid.uuid4()
+    await cart_service.clear_ordered(services, uid, order_id, version, [b for b, _ in lines])
     assert await redis_state(services, uid) == (3, (await redis_state(services, uid))[1], {})  # type: ignore[index]
     # Called again (a retried order step): nothing changes.
-    await cart_service.clear_ordered(services, uid, version, [b for b, _ in lines])
+    await cart_service.clear_ordered(services, uid, order_id, version, [b for b, _ in lines])
     assert (await redis_state(services, uid))[0] == 3  # type: ignore[index]
-    jobs = await services.queues.get(CART).getJobs(["waiting"])
-    assert sorted(j.data["version"] for j in jobs) == [1, 2, 3]
+    # One write-behind job for the whole burst of changes.
+    assert len(await services.queues.get(CART).getJobs(["delayed", "waiting"])) == 1
+
+
+async def test_clear_ordered_runs_once_per_order_even_if_the_books_come_back(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """A replayed answer must not empty a cart the buyer refilled since."""
+    user = await register(client)
+    uid = user_id(user)
+    book = await create_book(services)
+    assert (await add(client, user, book, 2)).status_code == 200
+    _, version = await cart_service.cart_lines(services, uid)
+    order_id = uuid.uuid4()
+    await cart_service.clear_ordered(services, uid, order_id, version, [book])
+    assert (await add(client, user, book, 1)).status_code == 200  # bought again
+    await cart_service.clear_ordered(services, uid, order_id, version, [book])
+    state = await redis_state(services, uid)
+    assert state is not None and state[2] == {book: 1}
 
 
 async def test_clear_ordered_after_the_buyer_changed_the_cart_keeps_new_lines(
@@ -48,7 +68,8 @@ async def test_clear_ordered_after_the_buyer_changed_the_cart_keeps_new_lines(
     later = await create_book(services)
     assert (await add(client, user, later, 3)).status_code == 200  # version 3
 
-    await cart_service.clear_ordered(services, uid, version, [b for b, _ in lines])
+    order_id = uuid.uuid4()
+    await cart_service.clear_ordered(services, uid, order_id, version, [b for b, _ in lines])
     state = await redis_state(services, uid)
     assert state is not None
     assert state[2] == {later: 3}
@@ -56,5 +77,5 @@ async def test_clear_ordered_after_the_buyer_changed_the_cart_keeps_new_lines(
     cart = (await client.get("/api/v1/cart", headers=user["headers"])).json()["data"]
     assert cart["currency"] == "INR" and cart["version"] == 5
 
-    await cart_service.clear_ordered(services, uid, version, [b for b, _ in lines])
+    await cart_service.clear_ordered(services, uid, order_id, version, [b for b, _ in lines])
     assert (await redis_state(services, uid))[0] == 5  # type: ignore[index]

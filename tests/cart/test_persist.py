@@ -1,5 +1,6 @@
-"""Write-behind to PostgreSQL: the persistCart job, called directly and through a real
-BullMQ worker; retries, duplicates, reordering, dead-lettering, delayed runs."""
+"""Write-behind to PostgreSQL: the coalesced persistCart job, called directly and
+through a real BullMQ worker. PostgreSQL converges on the latest version and never goes
+back: retries, duplicates, reordering, Redis loss, dead-lettering, delayed runs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from structlog.testing import capture_logs
 
 from bookbazar.cart import repository
 from bookbazar.cart import service as cart_service
-from bookbazar.kit.clock import now_ms
+from bookbazar.cart.schemas import PersistCart
 from bookbazar.kit.queues import CART, DEAD_LETTER
 from bookbazar.models.commerce import MAX_LINE_QUANTITY
 from bookbazar.services import Services
@@ -22,6 +23,7 @@ from bookbazar.worker import load_registry
 from tests.cart.conftest import (
     add,
     eventually,
+    persist_jobs,
     pg_state,
     redis_state,
     run_persist,
@@ -31,25 +33,29 @@ from tests.conftest import create_book, register
 
 
 async def test_the_worker_registers_persist_cart() -> None:
-    assert cart_service.PERSIST_JOB in load_registry().handlers[CART]
+    assert PersistCart.name in load_registry().handlers[CART]
 
 
-async def test_each_change_enqueues_one_persist_job_with_default_options(
+async def test_a_burst_of_changes_schedules_one_job(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     user = await register(client)
     uid = user_id(user)
-    book = await create_book(services)
-    assert (await add(client, user, book, 1)).status_code == 200
-    assert (await add(client, user, book, 2)).status_code == 200
-    jobs = await services.queues.get(CART).getJobs(["waiting"])
-    assert sorted(j.data["version"] for j in jobs) == [1, 2]
-    for job in jobs:
-        assert job.name == "persistCart"
-        assert job.data["userId"] == str(uid)
-        assert job.opts["attempts"] == 10
-        assert job.opts["backoff"] == {"type": "exponential", "delay": 1000}
-        assert str(job.id).startswith(f"persist-{uid}-{job.data['version']}-")
+    books = [await create_book(services) for _ in range(3)]
+    for i, book in enumerate(books):
+        assert (await add(client, user, book, i + 1)).status_code == 200
+    assert (await add(client, user, books[0], 5)).status_code == 200
+    [job] = await persist_jobs(services)
+    assert job.name == "persistCart"
+    assert job.data["userId"] == str(uid)
+    assert job.opts["attempts"] == 10
+    assert job.opts["backoff"] == {"type": "exponential", "delay": 1000}
+    assert job.opts["delay"] == services.settings.cart_persist_delay_ms
+    assert str(job.id) == f"persist-{uid}-{job.data['scheduledMs']}"
+    # The job reads the cart (and its mark): the next change schedules the next job.
+    assert (await run_persist(services, uid))["version"] == 4
+    assert (await add(client, user, books[1], 9)).status_code == 200
+    assert len(await persist_jobs(services)) == 2
 
 
 async def test_persist_replayed_duplicated_and_out_of_order_leaves_pg_equal_to_redis(
@@ -62,23 +68,23 @@ async def test_persist_replayed_duplicated_and_out_of_order_leaves_pg_equal_to_r
         assert (await add(client, user, book, i + 1)).status_code == 200
     assert await pg_state(services, uid) is None  # nothing persisted until the job runs
 
-    result = await run_persist(services, uid, 3)
+    result = await run_persist(services, uid)
     assert result == {"written": True, "version": 3}
     assert await pg_state(services, uid) == await redis_state(services, uid)
 
     # Replayed and duplicated: no change.
     for _ in range(2):
-        assert await run_persist(services, uid, 3) == {"written": False, "version": 3}
+        assert await run_persist(services, uid) == {"written": False, "version": 3}
     assert await pg_state(services, uid) == await redis_state(services, uid)
 
-    # More changes; the late job for version 1 runs first, then 5, then 4 again.
+    # More changes; late, duplicated and replayed jobs all store the current cart.
     resp = await client.post(
         "/api/v1/cart/remove", json={"bookId": str(books[0])}, headers=user["headers"]
     )
     assert resp.status_code == 200
     assert (await add(client, user, books[1], 7)).status_code == 200
-    for version in (1, 5, 4, 2):
-        await run_persist(services, uid, version)
+    for scheduled in (1, 5, 4, 2):
+        await run_persist(services, uid, scheduled)
         assert await pg_state(services, uid) == await redis_state(services, uid)
     state = await pg_state(services, uid)
     assert state is not None and state[0] == 5
@@ -86,7 +92,7 @@ async def test_persist_replayed_duplicated_and_out_of_order_leaves_pg_equal_to_r
 
     # Clearing persists an empty cart at the new version.
     assert (await client.delete("/api/v1/cart", headers=user["headers"])).status_code == 200
-    await run_persist(services, uid, 6)
+    await run_persist(services, uid)
     assert await pg_state(services, uid) == (6, (await redis_state(services, uid))[1], {})  # type: ignore[index]
 
 
@@ -147,11 +153,41 @@ async def test_persist_with_no_cart_in_redis_does_nothing(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     user = await register(client)
-    assert await run_persist(services, user_id(user), 1) == {"written": False, "version": None}
+    assert await run_persist(services, user_id(user)) == {"written": False, "version": None}
     assert await pg_state(services, user_id(user)) is None
 
 
-async def test_a_real_worker_persists_every_change(
+async def test_postgres_converges_after_redis_loses_everything(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Redis flushed between changes and jobs: the rehydrated cart continues from the
+    stored version, and PostgreSQL only ever moves forward."""
+    user = await register(client)
+    uid = user_id(user)
+    books = [await create_book(services) for _ in range(3)]
+    assert (await add(client, user, books[0], 2)).status_code == 200
+    assert (await add(client, user, books[1], 3)).status_code == 200
+    await run_persist(services, uid)
+    stored = await pg_state(services, uid)
+    assert stored is not None and stored[0] == 2
+    await services.redis.flushdb()
+    await services.inventory.reconcile()
+    # The next change rehydrates the cart from PostgreSQL first, then applies itself.
+    assert (await add(client, user, books[2], 1)).status_code == 200
+    state = await redis_state(services, uid)
+    assert state is not None and state[0] == 3
+    assert state[2] == {books[0]: 2, books[1]: 3, books[2]: 1}
+    versions = [stored[0]]
+    for _ in range(3):  # replayed jobs of before and after the loss
+        await run_persist(services, uid)
+        now = await pg_state(services, uid)
+        assert now is not None
+        versions.append(now[0])
+    assert versions == sorted(versions) and versions[-1] == 3
+    assert await pg_state(services, uid) == state
+
+
+async def test_a_real_worker_converges_and_coalesces(
     client: httpx.AsyncClient, services: Services, cart_worker: Worker
 ) -> None:
     user = await register(client)
@@ -163,19 +199,28 @@ async def test_a_real_worker_persists_every_change(
         "/api/v1/cart/remove", json={"bookId": str(books[0])}, headers=user["headers"]
     )
     assert resp.status_code == 200
+    seen: list[int] = []
 
     async def synced() -> bool:
         state = await pg_state(services, uid)
+        if state is not None:
+            seen.append(state[0])
         return state is not None and state == await redis_state(services, uid)
 
     await eventually(synced)
     assert (await pg_state(services, uid))[0] == 11  # type: ignore[index]
+    assert seen == sorted(seen)  # never went back
 
     async def all_done() -> bool:
-        counts = await services.queues.get(CART).getJobCounts("waiting", "active", "completed")
-        return bool(counts["completed"] == 11 and counts["waiting"] + counts["active"] == 0)
+        counts = await services.queues.get(CART).getJobCounts(
+            "waiting", "active", "delayed", "completed"
+        )
+        pending = counts["waiting"] + counts["active"] + counts["delayed"]
+        return bool(pending == 0 and counts["completed"] >= 1)
 
     await eventually(all_done)
+    completed = (await services.queues.get(CART).getJobCounts("completed"))["completed"]
+    assert 1 <= completed < 11  # eleven changes, far fewer writes
 
 
 async def test_a_job_that_always_fails_ends_in_the_dead_letter_queue(
@@ -183,8 +228,8 @@ async def test_a_job_that_always_fails_ends_in_the_dead_letter_queue(
 ) -> None:
     await services.queues.add(
         CART,
-        cart_service.PERSIST_JOB,
-        {"userId": "not-a-user-id", "version": 1},
+        PersistCart.name,
+        {"userId": "not-a-user-id", "scheduledMs": 1},
         job_id="persist-broken-1",
         attempts=2,
         backoff={"type": "fixed", "delay": 100},
@@ -199,9 +244,10 @@ async def test_a_job_that_always_fails_ends_in_the_dead_letter_queue(
     assert job.name == "cart:persistCart"
     assert job.data["originalQueue"] == CART
     assert job.data["jobId"] == "persist-broken-1"
-    assert job.data["payload"] == {"userId": "not-a-user-id", "version": 1}
+    assert job.data["payload"] == {"userId": "not-a-user-id", "scheduledMs": 1}
     assert job.data["attemptsMade"] == 2
-    assert "badly formed" in job.data["reason"] and "ValueError" in job.data["reason"]
+    assert "validation error for PersistCart" in job.data["reason"]
+    assert "userId" in job.data["reason"]
     assert await services.queues.get(CART).getJobState("persist-broken-1") == "failed"
 
 
@@ -209,29 +255,21 @@ async def test_a_job_delayed_more_than_5_seconds_still_runs(
     client: httpx.AsyncClient, services: Services, cart_worker: Worker
 ) -> None:
     """The redis-py socket-timeout trap: an idle worker must still wake for a job that
-    becomes due after more than 5 s (redis<8, socket_timeout=None)."""
+    becomes due after more than 5 s (redis<8; bullmq's own connection, no timeout)."""
+    services.settings.cart_persist_delay_ms = 6_000
     user = await register(client)
     uid = user_id(user)
     book = await create_book(services)
-    # Change Redis through the script alone, so no immediate job is enqueued.
-    await cart_service.rehydrate(services, uid)
-    result = await services.scripts.run(
-        "cart_set_line",
-        [cart_service.cart_key(uid)],
-        [str(book), 4, "INR", now_ms(), MAX_LINE_QUANTITY],
-    )
-    assert result[0] == "OK"
     await asyncio.sleep(0.5)  # the worker is idle, blocked waiting for jobs
-    job_id = await services.queues.add(
-        CART, cart_service.PERSIST_JOB, {"userId": str(uid), "version": 1}, delay_ms=6_000
-    )
-    assert await services.queues.get(CART).getJobState(job_id) == "delayed"
+    assert (await add(client, user, book, 4)).status_code == 200
+    [job] = await persist_jobs(services)
+    assert await services.queues.get(CART).getJobState(job.id) == "delayed"
 
     async def persisted() -> bool:
         return await pg_state(services, uid) == await redis_state(services, uid)
 
     await eventually(persisted, timeout=20, interval=0.2)
-    assert await services.queues.get(CART).getJobState(job_id) == "completed"
+    assert await services.queues.get(CART).getJobState(job.id) == "completed"
 
 
 async def test_a_failed_enqueue_is_retried(
@@ -252,7 +290,7 @@ async def test_a_failed_enqueue_is_retried(
     monkeypatch.setattr(services.queues, "add", flaky_add)
     assert (await add(client, user, book, 1)).status_code == 200
     assert calls == 3
-    assert [j.data["version"] for j in await services.queues.get(CART).getJobs(["waiting"])] == [1]
+    assert len(await persist_jobs(services)) == 1
 
 
 async def test_an_enqueue_that_keeps_failing_is_reported_not_dropped_silently(
@@ -273,12 +311,14 @@ async def test_an_enqueue_that_keeps_failing_is_reported_not_dropped_silently(
     assert (await redis_state(services, uid))[2] == {book: 2}  # type: ignore[index]
     errors = [e for e in logs if e["event"] == "cart_persist_enqueue_failed"]
     assert len(errors) == 1
-    assert errors[0]["user_id"] == str(uid) and errors[0]["version"] == 1
-    assert errors[0]["log_level"] == "error"
+    assert errors[0]["user_id"] == str(uid) and errors[0]["log_level"] == "error"
 
-    # The next change's job persists everything, including the change whose job was lost.
+    # Once the lost job's mark is stale, the next change schedules again, and that job
+    # persists everything, including the change whose job was lost.
     monkeypatch.undo()
+    monkeypatch.setattr(cart_service, "PERSIST_STALE_MS", 0)
     other = await create_book(services)
     assert (await add(client, user, other, 1)).status_code == 200
-    await run_persist(services, uid, 2)
+    assert len(await persist_jobs(services)) == 1
+    await run_persist(services, uid)
     assert (await pg_state(services, uid))[2] == {book: 2, other: 1}  # type: ignore[index]

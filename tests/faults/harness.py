@@ -193,7 +193,7 @@ async def assert_stock_exact(services: Services, books: list[uuid.UUID]) -> None
     """Nothing leaked or double-counted: no reservation outlives its order, every order
     awaiting payment holds its units, each counter is on hand - held (PostgreSQL's view),
     and a full reconcile finds nothing to correct."""
-    held = {str(o) for o in await services.inventory.held_orders()}
+    held = {str(h.order_id) for h in await services.inventory.holds()}
     async with services.sessionmaker() as session:
         waiting = {
             str(r.id)

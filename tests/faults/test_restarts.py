@@ -196,7 +196,7 @@ async def test_redis_restarted_empty_mid_traffic(
 
                 # Reconcile restores the counters and the reservations.
                 await services.inventory.reconcile()
-                assert {str(o) for o in await services.inventory.held_orders()} >= set(pending)
+                assert {str(h.order_id) for h in await services.inventory.holds()} >= set(pending)
                 await assert_stock_exact(services, books)
 
                 # The queues work again: a new change is written behind by the worker.

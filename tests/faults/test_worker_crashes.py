@@ -86,44 +86,67 @@ async def _outbox_ids(services: Services, order_id: str) -> dict[str, set[str]]:
     return out
 
 
-async def test_worker_killed_after_sending_an_email(
+@pytest.mark.parametrize("point", ["notify:after-claim", "notify:after-send"])
+async def test_worker_killed_around_sending_an_email(
     launch: Launcher,
     live_server: LiveServer,
     http: httpx.AsyncClient,
     services: Services,
     raw_redis: Redis,
     smtp: MailServer,
+    point: str,
 ) -> None:
-    """Killed after the SMTP server accepted the confirmation, before the job finished:
-    the job runs again and sends nothing (one email per event)."""
+    """Killed after claiming the confirmation (before sending it), or after the SMTP
+    server took it (before it was marked sent): the email is never lost. The job runs
+    again, waits out the dead sender's claim lease, and sends; only in the second case
+    (one database round trip wide) does the buyer get a second copy, with the same
+    Message-ID, which mail clients show as one message."""
     user, book, order_id = await _placed(http, services)
     listener = Listener()
     await listener.connect(live_server.url, user["accessToken"])
+    lease = {"NOTIFY_CLAIM_LEASE_SECONDS": "2"}
     worker = await launch.worker(
-        faults="notify:after-send", SMTP_URL=smtp.url, FULFILLMENT_SHIP_DELAY_SECONDS="3600"
+        faults=point, SMTP_URL=smtp.url, FULFILLMENT_SHIP_DELAY_SECONDS="3600", **lease
     )
     await listener.wait_for("order.created", order_id)
     await _pay(http, order_id, await _intent(http, user, order_id), PRICE)
     await worker.killed()
     await listener.close()
-    assert _subjects(smtp, order_id) == [f"Order {order_id[:8].upper()} confirmed"]
+    sent_before = _subjects(smtp, order_id)
+    assert sent_before == ([] if point == "notify:after-claim" else [_confirmed(order_id)])
 
     paid_id = (await _outbox_ids(services, order_id))["order.paid"].pop()
     assert f"notify-{paid_id}" in await requeue_stalled(raw_redis, services)
-    await launch.worker(SMTP_URL=smtp.url, FULFILLMENT_SHIP_DELAY_SECONDS="3600", **FAST_SWEEPER)
+    await launch.worker(
+        SMTP_URL=smtp.url, FULFILLMENT_SHIP_DELAY_SECONDS="3600", **FAST_SWEEPER, **lease
+    )
 
     async def done() -> bool:
         return await job_state(services, NOTIFY, f"notify-{paid_id}") == "completed"
 
-    await eventually(done, "the notify job to run again", launch)
+    await eventually(done, "the notify job to run again", launch, timeout=40)
     job = await services.queues.get(NOTIFY).getJob(f"notify-{paid_id}")
-    assert job.returnvalue == {"result": "duplicate"}
-    assert await _quiet_then_count(smtp, order_id) == [f"Order {order_id[:8].upper()} confirmed"]
+    assert job.returnvalue == {"result": "sent"}
+    copies = [m for m in smtp.messages if m.subject == _confirmed(order_id)]
+    assert len(copies) == len(sent_before) + 1
+    assert len({m.message["Message-ID"] for m in copies}) == 1
+    async with services.sessionmaker() as session:
+        marked = (
+            await session.execute(
+                text("SELECT sent_at IS NOT NULL FROM sent_notifications WHERE event_id = :e"),
+                {"e": uuid.UUID(paid_id)},
+            )
+        ).scalar_one()
+    assert marked
     await eventually(lambda: all_relayed(services), "the outbox to drain", launch)
     await assert_stock_exact(services, [book])
     await assert_nothing_stuck(services)
     seen = ids_by_type(await caught_up(listener, live_server.url, user["accessToken"]), order_id)
     assert seen.get("order.paid") == {paid_id}
+
+
+def _confirmed(order_id: str) -> str:
+    return f"Order {order_id[:8].upper()} confirmed"
 
 
 async def test_relay_killed_after_publishing_before_marking_sent(
@@ -136,7 +159,8 @@ async def test_relay_killed_after_publishing_before_marking_sent(
 ) -> None:
     """Killed after publishing a batch, before marking it sent: the restarted relay
     publishes it again with the same event ids (at least once; clients deduplicate by id),
-    and every effect hooked on the events still happens once (one email, one fulfilment)."""
+    the order's later events follow it in order, and every effect hooked on the events
+    still happens once (one email, one fulfilment)."""
     user, book, order_id = await _placed(http, services, qty=2)
     await _pay(http, order_id, await _intent(http, user, order_id), 2 * PRICE)
     listener = Listener()
@@ -147,7 +171,9 @@ async def test_relay_killed_after_publishing_before_marking_sent(
         faults="outbox:after-publish", SMTP_URL=smtp.url, FULFILLMENT_SHIP_DELAY_SECONDS="3600"
     )
     await worker.killed()
-    await listener.wait_for("order.paid", order_id)  # published live before the kill
+    await listener.wait_for("order.created", order_id)  # published live before the kill
+    # The order's next event waits for the one before it to be marked sent.
+    assert "order.paid" not in ids_by_type(listener.events, order_id)
     unsent = {t: sent for _, t, sent in await outbox_events(services, order_id)}
     assert (unsent["order.created"], unsent["order.paid"]) == (False, False)
 
@@ -261,7 +287,8 @@ async def test_worker_killed_during_a_refund(
     await worker.killed()
     await listener.close()
     assert await order_status(services, late_order) == "REFUND_PENDING"
-    assert f"refund-{late_order}" in await requeue_stalled(raw_redis, services)
+    refund_job = f"refund-{await _payment_id(services, late_order)}"
+    assert refund_job in await requeue_stalled(raw_redis, services)
     await launch.worker(SMTP_URL=smtp.url, **FAST_SWEEPER)
 
     async def refunded() -> bool:
@@ -270,7 +297,7 @@ async def test_worker_killed_during_a_refund(
         )
 
     await eventually(refunded, "the refund job to run again", launch)
-    refund_id = "re_sb_" + hashlib.sha256(f"refund-{late_order}".encode()).hexdigest()[:24]
+    refund_id = "re_sb_" + hashlib.sha256(refund_job.encode()).hexdigest()[:24]
     async with services.sessionmaker() as session:
         payment = (
             await session.execute(
@@ -292,4 +319,14 @@ async def test_worker_killed_during_a_refund(
     await assert_stock_exact(services, [book])
     await assert_nothing_stuck(services)
     assert (await services.inventory.available([book]))[book] == 0
-    assert await job_state(services, PAYMENT, f"refund-{late_order}") == "completed"
+    assert await job_state(services, PAYMENT, refund_job) == "completed"
+
+
+async def _payment_id(services: Services, order_id: str) -> str:
+    async with services.sessionmaker() as session:
+        value = (
+            await session.execute(
+                text("SELECT id FROM payments WHERE order_id = :o"), {"o": uuid.UUID(order_id)}
+            )
+        ).scalar_one()
+    return str(value)

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from bookbazar.fulfillment import service as fulfillment
 from bookbazar.fulfillment.carriers import Carrier, CarrierError, Label
+from bookbazar.fulfillment.schemas import StartFulfillment
 from bookbazar.kit.queues import FULFILLMENT
 from bookbazar.services import Services
 from tests.orders.conftest import order_status, outbox_types
@@ -150,6 +151,6 @@ async def test_orders_stuck_after_a_lost_job_are_resumed(
     assert await fulfillment.resume_stuck(services) == 1
     jobs = await services.queues.get(FULFILLMENT).getJobs(["waiting"])
     [job] = [j for j in jobs if j.data["orderId"] == order_id]
-    assert job.name == fulfillment.START_JOB
+    assert job.name == StartFulfillment.name
     await run_job(services, FULFILLMENT, str(job.id))
     assert await order_status(services, order_id) == "FULFILLING"

@@ -11,13 +11,26 @@ from sqlalchemy import text
 
 from bookbazar.fulfillment import service as fulfillment
 from bookbazar.kit.queues import NOTIFY, PAYMENT
+from bookbazar.notify import repository as notify_repo
 from bookbazar.notify import service as notify
+from bookbazar.notify.schemas import NotifyJob
 from bookbazar.orders import service as orders
 from bookbazar.services import Services
 from tests.conftest import free_port
 from tests.notify.smtp import MailServer
 from tests.orders.conftest import force_deadline_passed
-from tests.payments.conftest import initialised, pay, placed_order, relay, run_job
+from tests.payments.conftest import (
+    initialised,
+    pay,
+    placed_order,
+    refund_job,
+    relay,
+    run_job,
+)
+
+
+async def _job(services: Services, order_id: str, event_type: str) -> NotifyJob:
+    return NotifyJob.model_validate(await _event(services, order_id, event_type))
 
 
 async def _event(services: Services, order_id: str, event_type: str) -> dict[str, Any]:
@@ -103,7 +116,7 @@ async def test_expired_and_refunded_emails(
     await orders.expire_order(services, uuid.UUID(order_id))
     await placed_order(client, services, book=book)  # the copy is sold to someone else
     assert (await pay(client, order_id, intent)).json()["data"]["result"] == "refund"
-    await run_job(services, PAYMENT, f"refund-{order_id}")
+    await run_job(services, PAYMENT, await refund_job(services, order_id))
     await relay(services)
     for event_type in ("order.expired", "order.refunded"):
         event = await _event(services, order_id, event_type)
@@ -119,9 +132,9 @@ async def test_without_smtp_the_email_is_logged_once(
 ) -> None:
     assert services.settings.smtp_url is None
     _, order_id = await _paid(client, services)
-    event = await _event(services, order_id, "order.paid")
-    assert await notify.notify(services, event) == "logged"
-    assert await notify.notify(services, event) == "duplicate"
+    job = await _job(services, order_id, "order.paid")
+    assert await notify.notify(services, job) == "logged"
+    assert await notify.notify(services, job) == "duplicate"
     assert await _sent(services) == 1
 
 
@@ -129,11 +142,43 @@ async def test_smtp_failure_releases_the_claim_for_the_retry(
     client: httpx.AsyncClient, services: Services, smtp: MailServer
 ) -> None:
     _, order_id = await _paid(client, services)
-    event = await _event(services, order_id, "order.paid")
+    job = await _job(services, order_id, "order.paid")
     services.settings.smtp_url = f"smtp://127.0.0.1:{free_port()}"  # nobody listens
     with pytest.raises(Exception):  # noqa: B017 - whichever connection error aiosmtplib raises
-        await notify.notify(services, event)
+        await notify.notify(services, job)
     assert await _sent(services) == 0
     services.settings.smtp_url = smtp.url
-    assert await notify.notify(services, event) == "sent"
+    assert await notify.notify(services, job) == "sent"
     assert len(await smtp.wait_for(1)) == 1
+
+
+async def test_a_claim_whose_sender_died_is_taken_over_once_its_lease_ran_out(
+    client: httpx.AsyncClient, services: Services, smtp: MailServer
+) -> None:
+    """The worker died between claiming the email and sending it: the email is not lost.
+    While the claim's lease runs the retry waits (raises, so the job retries); after it
+    the retry takes the claim over and sends, once."""
+    services.settings.smtp_url = smtp.url
+    _, order_id = await _paid(client, services)
+    job = await _job(services, order_id, "order.paid")
+    async with services.sessionmaker() as session, session.begin():
+        assert (
+            await notify_repo.claim(session, job.event_id, "confirmation", "x@example.com", 60)
+            is notify_repo.Claim.TAKEN
+        )  # ... and the sender dies here
+    with pytest.raises(notify.ClaimHeld):
+        await notify.notify(services, job)
+    assert smtp.messages == []
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(
+            text("UPDATE sent_notifications SET claimed_at = now() - interval '1 hour'")
+        )
+    assert await notify.notify(services, job) == "sent"
+    assert await notify.notify(services, job) == "duplicate"
+    [message] = await smtp.wait_for(1)
+    assert message.subject.endswith("confirmed")
+    async with services.sessionmaker() as session:
+        sent_at = (
+            await session.execute(text("SELECT sent_at FROM sent_notifications"))
+        ).scalar_one()
+    assert sent_at is not None

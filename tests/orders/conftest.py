@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from bookbazar.inventory import keys
+from bookbazar.inventory.service import Hold
 from bookbazar.services import Services
 
 
@@ -90,8 +90,21 @@ async def force_deadline_passed(services: Services, order_id: str | uuid.UUID) -
         )
 
 
+async def hold_of(services: Services, order_id: str | uuid.UUID) -> Hold:
+    """The hold the order owns, as PostgreSQL names it (its token)."""
+    async with services.sessionmaker() as session:
+        token = (
+            await session.execute(
+                text("SELECT hold_token FROM orders WHERE id = :id"),
+                {"id": uuid.UUID(str(order_id))},
+            )
+        ).scalar_one()
+    return Hold(uuid.UUID(str(order_id)), str(token))
+
+
 async def reservation_exists(services: Services, order_id: str | uuid.UUID) -> bool:
-    return bool(await services.redis.exists(keys.reservation(order_id)))
+    """Whether the order holds units under any token."""
+    return bool(await services.inventory.holds_of(uuid.UUID(str(order_id))))
 
 
 async def quick_users(services: Services, count: int) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from tests.orders.conftest import (
     quick_users,
 )
 
+from bookbazar.inventory.service import Hold, Reserve, new_token
 from bookbazar.services import Services
 
 ADDRESS = {
@@ -183,18 +184,25 @@ async def test_shortfall_lists_each_line_and_reserves_nothing(
     ]
     assert await available(services, scarce) == 1
     assert await available(services, plenty) == 10
-    # The cart is kept so the buyer can adjust it; the refused order is FAILED.
+    # The cart is kept so the buyer can adjust it; a refused attempt is not an order.
     cart = (await client.get("/api/v1/cart", headers=user["headers"])).json()["data"]
     assert len(cart["items"]) == 2
     async with services.sessionmaker() as session:
-        status = (
-            await session.execute(text("SELECT status FROM orders WHERE idempotency_key = 'short'"))
+        orders = (
+            await session.execute(
+                text("SELECT count(*) FROM orders WHERE idempotency_key = 'short'")
+            )
         ).scalar_one()
-    assert status == "FAILED"
-    # The refusal is the stored answer for that key.
+    assert orders == 0
+    # The refusal is the stored answer for that key, in Redis and in PostgreSQL.
     again = await place(client, user, key="short")
     assert again.status_code == 409
     assert again.headers["Idempotent-Replayed"] == "true"
+    await services.redis.flushdb()  # Redis forgets the key (and everything else)
+    await services.inventory.reconcile()
+    from_db = await place(client, user, key="short")
+    assert from_db.status_code == 409 and from_db.json() == body
+    assert from_db.headers["Idempotent-Replayed"] == "true"
 
 
 async def test_two_hundred_buyers_seven_copies_never_oversold(
@@ -219,15 +227,15 @@ async def test_two_hundred_buyers_seven_copies_never_oversold(
 
 async def test_same_book_on_two_lines_is_summed(services: Services) -> None:
     book = await create_book(services, stock=5)
-    order_a, order_b = uuid.uuid4(), uuid.uuid4()
-    refused = await services.inventory.reserve(order_a, [(book, 3), (book, 3)])
-    assert not refused.reserved
+    hold_a, hold_b = Hold(uuid.uuid4(), new_token()), Hold(uuid.uuid4(), new_token())
+    refused = await services.inventory.reserve(hold_a, [(book, 3), (book, 3)])
+    assert refused.status is Reserve.SHORT and not refused.held
     assert refused.shortfalls[0].requested == 6 and refused.shortfalls[0].available == 5
     assert await available(services, book) == 5
-    fits = await services.inventory.reserve(order_b, [(book, 2), (book, 3)])
-    assert fits.reserved and fits.available[book] == 0
-    again = await services.inventory.reserve(order_b, [(book, 2), (book, 3)])
-    assert again.already_held
+    fits = await services.inventory.reserve(hold_b, [(book, 2), (book, 3)])
+    assert fits.status is Reserve.OK and fits.levels[book] == 0
+    again = await services.inventory.reserve(hold_b, [(book, 2), (book, 3)])
+    assert again.status is Reserve.EXISTS
     assert await available(services, book) == 0
 
 

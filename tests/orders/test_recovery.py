@@ -16,6 +16,7 @@ from tests.orders.conftest import (
     available,
     force_deadline_passed,
     held_in_db,
+    hold_of,
     on_hand,
     order_status,
     place,
@@ -25,7 +26,7 @@ from tests.orders.conftest import (
 
 from bookbazar.config import Settings
 from bookbazar.inventory import keys
-from bookbazar.kit.queues import RESERVATION
+from bookbazar.inventory.service import Hold, Reserve
 from bookbazar.orders import service
 from bookbazar.orders.jobs import sweep_once
 from bookbazar.services import Services
@@ -57,19 +58,20 @@ async def _age_everything(services: Services, seconds: int = 120) -> None:
         await services.redis.zadd(keys.INDEX, {member: score - seconds * 1000})
 
 
-async def test_abandoned_between_reservation_and_payment_pending(
+async def test_legacy_pending_order_is_failed_and_its_hold_released(
     client: httpx.AsyncClient, services: Services
 ) -> None:
-    """The API died after reserving (order still PENDING): the sweeper fails the order and
-    releases the units; a late reservation attempt for it is refused."""
+    """An earlier release inserted orders PENDING before reserving; one left PENDING by a
+    crash is failed by the sweeper, its hold released, and a late reservation under its
+    token is refused."""
     book = await create_book(services, stock=4)
     user = await register(client)
     order_id = uuid.uuid4()
     async with services.sessionmaker() as session, session.begin():
         await session.execute(
             text(
-                "INSERT INTO orders (id, user_id, status, total, currency, idempotency_key) "
-                "VALUES (:id, :u, 'PENDING', 100, 'INR', 'crashed')"
+                "INSERT INTO orders (id, user_id, status, total, currency, idempotency_key, "
+                "hold_token) VALUES (:id, :u, 'PENDING', 100, 'INR', 'crashed', 'legacy')"
             ),
             {"id": order_id, "u": uuid.UUID(user["user"]["id"])},
         )
@@ -80,7 +82,8 @@ async def test_abandoned_between_reservation_and_payment_pending(
             ),
             {"o": order_id, "b": book},
         )
-    assert (await services.inventory.reserve(order_id, [(book, 2)])).reserved
+    hold = Hold(order_id, "legacy")
+    assert (await services.inventory.reserve(hold, [(book, 2)])).held
     assert await available(services, book) == 2
 
     assert (await sweep_once(services))["failed"] == 0  # within the grace period: untouched
@@ -89,15 +92,17 @@ async def test_abandoned_between_reservation_and_payment_pending(
 
     assert await order_status(services, order_id) == "FAILED"
     assert await available(services, book) == 4
-    late = await services.inventory.reserve(order_id, [(book, 2)])
-    assert not late.reserved and late.ended == "released"
+    late = await services.inventory.reserve(hold, [(book, 2)])
+    assert late.status is Reserve.ENDED and late.ended_as == "released"
     assert await available(services, book) == 4
 
 
 async def test_api_killed_after_reserving_is_repaired(
     settings: Settings, services: Services, client: httpx.AsyncClient
 ) -> None:
-    """A real API process SIGKILLed at the crash point right after the reservation."""
+    """A real API process SIGKILLed right after the reservation, before the order was
+    written: the hold has no order; the sweeper releases it after the grace period, and
+    the client's retry with the same key places the order."""
     from tests.conftest import free_port
 
     book = await create_book(services, stock=3)
@@ -131,19 +136,22 @@ async def test_api_killed_after_reserving_is_repaired(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    assert await available(services, book) == 1  # reserved, never confirmed
-    await _age_everything(services)
-    await sweep_once(services)
-    assert await available(services, book) == 3
+    assert await available(services, book) == 1  # held, never written as an order
     async with services.sessionmaker() as session:
-        status = (
-            await session.execute(text("SELECT status FROM orders WHERE idempotency_key='boom'"))
-        ).scalar_one()
-    assert status == "FAILED"
-    # The client's retry with the same key gets a clear, stable answer and no reservation.
-    retry = await place(client, user, key="boom")
-    assert retry.status_code == 409
+        orders = (await session.execute(text("SELECT count(*) FROM orders"))).scalar_one()
+    assert orders == 0
+    assert (await sweep_once(services))["repaired"] == 0  # young: maybe still in flight
+    await _age_everything(services)
+    assert (await sweep_once(services))["repaired"] == 1
     assert await available(services, book) == 3
+    # The client's retry with the same key (its claim lapsed) places the order once.
+    await services.redis.delete(*[k async for k in services.redis.scan_iter("bb:idem:*")])
+    retry = await place(client, user, key="boom")
+    assert retry.status_code == 201, retry.text
+    assert await available(services, book) == 1
+    again = await place(client, user, key="boom")
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert await available(services, book) == 1
 
 
 async def test_worker_killed_mid_expiry_is_repaired(
@@ -155,7 +163,6 @@ async def test_worker_killed_mid_expiry_is_repaired(
     await add_to_cart(client, user, book, 2)
     order_id = (await place(client, user)).json()["data"]["orderId"]
     await force_deadline_passed(services, order_id)
-    await services.queues.add(RESERVATION, service.EXPIRE_JOB, {"orderId": order_id})
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -205,7 +212,7 @@ async def test_flushall_then_reconcile_restores_counters_and_reservations(
             ),
             {"id": uuid.UUID(order_ids[1])},
         )
-    await services.inventory.convert(uuid.UUID(order_ids[1]))
+    await services.inventory.convert(await hold_of(services, order_ids[1]))
     before = {b: await available(services, b) for b in books}
 
     await services.redis.flushall()

@@ -123,6 +123,11 @@ async def payment_row(services: Services, order_id: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+async def refund_job(services: Services, order_id: str) -> str:
+    """The job id of the refund of the order's payment (refunds are per payment)."""
+    return f"refund-{(await payment_row(services, order_id))['id']}"
+
+
 async def order_row(services: Services, order_id: str) -> dict[str, Any]:
     async with services.sessionmaker() as session:
         row = (
@@ -164,10 +169,16 @@ async def run_job(services: Services, queue: str, job_id: str) -> Any:
     """Run an enqueued job's handler once, as the worker would (the job stays queued)."""
     job = await services.queues.get(queue).getJob(job_id)
     assert job is not None, f"no job {job_id} on {queue}"
-    handler = load_registry().handlers[queue][job.name]
-    return await handler(JobContext(services, queue, job.name, job.id, job.data))
+    spec = load_registry().handlers[queue][job.name]
+    payload = spec.payload.model_validate(job.data)
+    return await spec.handler(JobContext(services, queue, job.name, job.id), payload)
 
 
 async def relay(services: Services) -> int:
-    """Relay the outbox once with every domain's event hooks (as the worker does)."""
-    return await relay_once(services, load_registry().event_hooks)
+    """Relay the outbox until nothing is left, with every domain's event hooks (as the
+    worker does: an order's next event goes once its previous one went)."""
+    hooks = load_registry().event_hooks
+    total = 0
+    while handled := await relay_once(services, hooks):
+        total += handled
+    return total

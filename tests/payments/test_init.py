@@ -114,11 +114,33 @@ async def test_init_extends_a_reservation_about_to_lapse(
     expires = (await order_row(services, order_id))["expires_at"]
     assert (expires - before).total_seconds() >= window - 2
     assert resp.json()["data"]["expiresAt"] is not None
-    # The new deadline has its expiry job.
-    jobs = await services.queues.get("reservation").getJobs(["delayed"])
-    assert any(
-        j.data.get("orderId") == order_id and str(int(expires.timestamp())) in j.id for j in jobs
-    )
+
+
+async def test_init_cannot_hold_the_copies_forever(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """However often init is called, the deadline never moves past placement +
+    RESERVATION_TTL_SECONDS + PAYMENT_MIN_WINDOW_SECONDS."""
+    user, _, order_id = await placed_order(client, services)
+    settings = services.settings
+    cap = settings.reservation_ttl_seconds + settings.payment_min_window_seconds
+    # Placed long ago; its deadline is about to lapse.
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE orders SET created_at = now() - make_interval(secs => :age), "
+                "expires_at = now() + interval '5 seconds' WHERE id = :id"
+            ),
+            {"id": uuid.UUID(order_id), "age": cap - 20},
+        )
+    for _ in range(5):
+        resp = await init_payment(client, user, order_id)
+        assert resp.status_code == 200, resp.text
+        row = await order_row(services, order_id)
+        assert (row["expires_at"] - row["created_at"]).total_seconds() <= cap + 0.001
+    # It was extended, but only up to the cap (20 s from now, not the 300 s window).
+    left = (row["expires_at"] - datetime.now().astimezone()).total_seconds()
+    assert 5 < left <= 21
 
 
 async def test_init_after_the_deadline_passed_is_refused(

@@ -21,7 +21,7 @@ from tests.orders.conftest import (
     place,
     quick_users,
 )
-from tests.payments.conftest import initialised, pay, run_job
+from tests.payments.conftest import initialised, pay, refund_job, run_job
 
 ROUNDS = 30
 
@@ -55,7 +55,7 @@ async def test_webhook_vs_expiry_race_never_oversells_or_loses_a_payment(
         assert webhook.status_code == 200, webhook.text
         result = webhook.json()["data"]["result"]
         if result == "refund":
-            await run_job(services, PAYMENT, f"refund-{order_id}")
+            await run_job(services, PAYMENT, await refund_job(services, order_id))
         final = await order_status(services, order_id)
         outcomes[f"{result}->{final}"] = outcomes.get(f"{result}->{final}", 0) + 1
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -51,7 +52,11 @@ def provider(stub: Stub) -> RazorpayProvider:
 
 
 def captured(
-    razorpay_order: str, order_id: str, amount: int, event: str = "payment.captured"
+    razorpay_order: str,
+    order_id: str,
+    amount: int,
+    event: str = "payment.captured",
+    created_at: int | None = None,
 ) -> str:
     payment = {
         "id": "pay_stub1",
@@ -70,7 +75,7 @@ def captured(
             "event": event,
             "contains": ["payment"],
             "payload": {"payment": {"entity": payment}},
-            "created_at": 1700000000,
+            "created_at": int(time.time()) if created_at is None else created_at,
         }
     )
 
@@ -140,7 +145,13 @@ def test_our_signature_check_agrees_with_the_sdk_utility() -> None:
     assert sdk.utility.verify_webhook_signature(body, signature, WEBHOOK_SECRET)
     rzp = RazorpayProvider(KEY_ID, KEY_SECRET, WEBHOOK_SECRET)
     event = rzp.verify_webhook(body.encode(), headers(body, "evt_1"))
-    assert (event.event_id, event.intent_id, event.amount) == ("evt_1", "order_x", 100)
+    # The dedupe id comes from signed fields, not from the unsigned event-id header.
+    assert (event.event_id, event.intent_id, event.amount) == (
+        "payment.captured:pay_stub1",
+        "order_x",
+        100,
+    )
+    assert rzp.verify_webhook(body.encode(), headers(body, "evt_2")).event_id == event.event_id
     # ... and both refuse a tampered body or a signature made with another secret.
     with pytest.raises(razorpay.errors.SignatureVerificationError):
         sdk.utility.verify_webhook_signature(body + " ", signature, WEBHOOK_SECRET)
@@ -148,8 +159,10 @@ def test_our_signature_check_agrees_with_the_sdk_utility() -> None:
         rzp.verify_webhook((body + " ").encode(), headers(body, "evt_1"))
     with pytest.raises(SignatureError):
         rzp.verify_webhook(body.encode(), headers(body, "evt_1", secret="other"))
-    with pytest.raises(SignatureError):  # no event id: no way to deduplicate
-        rzp.verify_webhook(body.encode(), {"X-Razorpay-Signature": signature})
+    # Signed but old: a captured body replayed long after is refused.
+    stale = captured("order_x", str(uuid.uuid4()), 100, created_at=int(time.time()) - 27 * 3600)
+    with pytest.raises(SignatureError, match="too old"):
+        rzp.verify_webhook(stale.encode(), headers(stale, "evt_3"))
 
 
 async def test_captured_webhook_pays_once_per_event_id(
@@ -168,9 +181,11 @@ async def test_captured_webhook_pays_once_per_event_id(
     assert first.json()["data"]["result"] == "paid"
     assert await order_status(services, order_id) == "PAID"
     assert (await payment_row(services, order_id))["status"] == "succeeded"
-    # Razorpay has no timestamp: a replay of the same event id is only deduplicated.
+    # A replay is a duplicate, whatever (unsigned) event id header it carries.
     replay = await post_event(client, body, headers(body, "evt_rzp_1"), WEBHOOK)
     assert replay.json()["data"]["result"] == "duplicate"
+    renamed = await post_event(client, body, headers(body, "evt_rzp_new"), WEBHOOK)
+    assert renamed.json()["data"]["result"] == "duplicate"
     # order.paid for the same payment (another event id) is acknowledged, nothing repeats.
     paid = captured(razorpay_order, order_id, 49_900, "order.paid")
     also = await post_event(client, paid, headers(paid, "evt_rzp_2"), WEBHOOK)

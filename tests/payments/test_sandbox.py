@@ -10,6 +10,7 @@ import pytest
 
 from bookbazar.kit.queues import PAYMENT
 from bookbazar.payments.sandbox_page import WebhookNotAcknowledged, deliver_event
+from bookbazar.payments.schemas import SandboxDeliveryJob
 from bookbazar.services import Services
 from tests.conftest import LiveServer, free_port
 from tests.orders.conftest import order_status, outbox_types
@@ -85,15 +86,17 @@ async def test_delivery_posts_a_signed_event_the_service_accepts(
 async def test_delivery_raises_until_acknowledged(
     live_server: LiveServer, services: Services
 ) -> None:
-    data = {
-        "eventId": "evt_sb_unreachable",
-        "outcome": "succeeded",
-        "intentId": "pi_sb_x",
-        "orderId": str(uuid.uuid4()),
-        "amount": 100,
-        "currency": "INR",
-        "created": 1,
-    }
+    data = SandboxDeliveryJob.model_validate(
+        {
+            "eventId": "evt_sb_unreachable",
+            "outcome": "succeeded",
+            "intentId": "pi_sb_x",
+            "orderId": str(uuid.uuid4()),
+            "amount": 100,
+            "currency": "INR",
+            "created": 1,
+        }
+    )
     # Unknown intent: acknowledged (2xx) so the sandbox stops retrying.
     assert await deliver_event(services, data) == 200
     # The service is down: the job fails and BullMQ retries it with backoff.
@@ -107,4 +110,6 @@ async def test_delivery_raises_until_acknowledged(
 
 def _with(services: Services, **settings: object) -> Services:
     """The same services with some settings changed (the live server keeps its own)."""
-    return dataclasses.replace(services, settings=services.settings.model_copy(update=settings))
+    return dataclasses.replace(
+        services, settings=services.settings.model_copy(update=settings), clients={}
+    )

@@ -31,6 +31,7 @@ from tests.payments.conftest import (
     payment_row,
     placed_order,
     post_event,
+    refund_job,
     run_job,
     signed,
 )
@@ -173,17 +174,18 @@ async def test_late_payment_is_refunded_through_stripe(
     payload = stripe_event(intent, order_id, 49_900)
     resp = await post_event(client, payload, stripe_signed(payload), "/api/v1/payments/webhook")
     assert resp.json()["data"]["result"] == "refund"
-    await run_job(services, PAYMENT, f"refund-{order_id}")
+    await run_job(services, PAYMENT, await refund_job(services, order_id))
     assert await order_status(services, order_id) == "REFUNDED"
     [call] = stripe_stub.posts("/v1/refunds")
-    assert call.headers["Idempotency-Key"] == f"bookbazar-refund-{order_id}"
+    payment_id = (await payment_row(services, order_id))["id"]
+    assert call.headers["Idempotency-Key"] == f"bookbazar-refund-{payment_id}"
     assert call.form == {"payment_intent": intent, "amount": "49900"}
     row = await payment_row(services, order_id)
     assert row["status"] == "refunded" and row["refund_id"].startswith("re_stub_")
 
 
-async def test_a_second_payment_for_a_paid_order_is_flagged_not_accepted(
-    client: httpx.AsyncClient, services: Services
+async def test_a_second_payment_for_a_paid_order_is_refunded_not_kept(
+    client: httpx.AsyncClient, services: Services, stripe_stub: Stub
 ) -> None:
     user, _, order_id = await placed_order(client, services)
     stripe_intent = (await init_payment(client, user, order_id)).json()["data"]["paymentIntentId"]
@@ -206,5 +208,15 @@ async def test_a_second_payment_for_a_paid_order_is_flagged_not_accepted(
     async with services.sessionmaker() as session:
         rows = await session.execute(text("SELECT provider, status FROM payments"))
         statuses = {r.provider: r.status for r in rows}
-    assert statuses == {"sandbox": "succeeded", "stripe": "mismatch"}
+    assert statuses == {"sandbox": "succeeded", "stripe": "refund_pending"}
+    assert await order_status(services, order_id) == "PAID"
+    # The second payment's money goes back through Stripe; the order stays PAID.
+    async with services.sessionmaker() as session:
+        stripe_payment = (
+            await session.execute(text("SELECT id FROM payments WHERE provider = 'stripe'"))
+        ).scalar_one()
+    result = await run_job(services, PAYMENT, f"refund-{stripe_payment}")
+    assert result["refunded"] is True and result["orderRefunded"] is False
+    [call] = stripe_stub.posts("/v1/refunds")
+    assert call.form == {"payment_intent": stripe_intent, "amount": "49900"}
     assert await order_status(services, order_id) == "PAID"

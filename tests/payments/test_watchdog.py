@@ -10,6 +10,7 @@ from sqlalchemy import text
 from bookbazar.kit.queues import PAYMENT
 from bookbazar.orders import service as orders
 from bookbazar.payments import watchdog
+from bookbazar.payments.schemas import VerifyJob
 from bookbazar.services import Services
 from tests.orders.conftest import (
     available,
@@ -23,6 +24,7 @@ from tests.payments.conftest import (
     pay,
     payment_row,
     placed_order,
+    refund_job,
     relay,
     run_job,
 )
@@ -37,7 +39,7 @@ async def _age_payments(services: Services, seconds: int = 3600) -> None:
 
 async def _verify_jobs(services: Services) -> list[str]:
     jobs = await services.queues.get(PAYMENT).getJobs(["waiting", "delayed"])
-    return [str(j.id) for j in jobs if j.name == watchdog.VERIFY_JOB]
+    return [str(j.id) for j in jobs if j.name == VerifyJob.name]
 
 
 async def test_paid_at_the_provider_but_no_webhook_is_settled(
@@ -102,10 +104,10 @@ async def test_lost_refund_job_is_enqueued_again(
     await orders.expire_order(services, uuid.UUID(order_id))
     await placed_order(client, services, book=book)  # the copy is gone
     assert (await pay(client, order_id, intent)).json()["data"]["result"] == "refund"
-    await services.queues.remove(PAYMENT, f"refund-{order_id}")  # the job is lost
+    await services.queues.remove(PAYMENT, await refund_job(services, order_id))  # the job is lost
     async with services.sessionmaker() as session, session.begin():
         await session.execute(
-            text("UPDATE orders SET updated_at = now() - interval '1 hour' WHERE id = :id"),
+            text("UPDATE payments SET updated_at = now() - interval '1 hour' WHERE order_id = :id"),
             {"id": uuid.UUID(order_id)},
         )
     assert await watchdog.schedule_verifications(services) == 1

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from bookbazar.kit.queues import PAYMENT
 from bookbazar.orders import service as orders
 from bookbazar.services import Services
+from tests.conftest import make_admin
 from tests.orders.conftest import (
     available,
     force_deadline_passed,
@@ -28,6 +29,7 @@ from tests.payments.conftest import (
     payment_row,
     placed_order,
     post_event,
+    refund_job,
     relay,
     run_job,
     sandbox_event,
@@ -195,7 +197,7 @@ async def test_failed_after_succeeded_changes_nothing(
     assert "order.payment_failed" not in await outbox_types(services, order_id)
 
 
-async def test_amount_mismatch_is_not_paid_but_flagged(
+async def test_amount_mismatch_is_not_paid_but_refunded_and_shown_for_review(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     user, book, order_id = await placed_order(client, services, stock=4)
@@ -206,8 +208,23 @@ async def test_amount_mismatch_is_not_paid_but_flagged(
     order = await order_row(services, order_id)
     assert order["status"] == "PAYMENT_PENDING"
     assert "100 INR" in order["review_reason"] and "49900 INR" in order["review_reason"]
-    assert (await payment_row(services, order_id))["status"] == "mismatch"
+    payment = await payment_row(services, order_id)
+    assert payment["status"] == "refund_pending"
+    assert "paid 100 INR" in payment["review_reason"]
     assert await on_hand(services, book) == 4
+    # The money is not kept: the refund job gives it back.
+    result = await run_job(services, PAYMENT, await refund_job(services, order_id))
+    assert result["refunded"] is True and result["orderRefunded"] is False
+    payment = await payment_row(services, order_id)
+    assert payment["status"] == "refunded" and payment["refund_id"]
+    assert await order_status(services, order_id) == "PAYMENT_PENDING"
+    # Operators see it, with the reason.
+    admin = await make_admin(client, services)
+    listed = await client.get("/api/v1/admin/payments/review", headers=admin["headers"])
+    assert listed.status_code == 200, listed.text
+    [entry] = listed.json()["data"]["items"]
+    assert entry["orderId"] == order_id and entry["status"] == "refunded"
+    assert "paid 100 INR" in entry["reason"] and entry["refundId"] == payment["refund_id"]
     # Wrong currency is a mismatch too.
     user2, _, order2 = await placed_order(client, services, book=book)
     intent2 = await initialised(client, user2, order2)
@@ -270,7 +287,7 @@ async def test_late_payment_without_stock_is_refunded(
     assert await available(services, book) == 0
     assert await order_status(services, rival) == "PAYMENT_PENDING"
 
-    result = await run_job(services, PAYMENT, f"refund-{order_id}")
+    result = await run_job(services, PAYMENT, await refund_job(services, order_id))
     assert result["refunded"] is True
     assert await order_status(services, order_id) == "REFUNDED"
     row = await payment_row(services, order_id)
@@ -281,7 +298,9 @@ async def test_late_payment_without_stock_is_refunded(
         "order.refunded",
     ]
     # Running the refund job again changes nothing.
-    assert (await run_job(services, PAYMENT, f"refund-{order_id}"))["refundId"] == row["refund_id"]
+    assert (await run_job(services, PAYMENT, await refund_job(services, order_id)))[
+        "refundId"
+    ] == row["refund_id"]
     assert (await outbox_types(services, order_id)).count("order.refunded") == 1
     # The same payment reported again is acknowledged without a second refund.
     resp = await pay(client, order_id, intent)

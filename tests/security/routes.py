@@ -76,6 +76,9 @@ ADMIN: frozenset[Route] = frozenset(
         ("GET", "/api/v1/admin/inventory"),
         ("GET", "/api/v1/admin/dead-letter"),
         ("POST", "/api/v1/admin/dead-letter/{job_id}/retry"),
+        ("GET", "/api/v1/admin/stock-audit"),
+        ("POST", "/api/v1/admin/stock-audit"),
+        ("GET", "/api/v1/admin/payments/review"),
     }
 )
 

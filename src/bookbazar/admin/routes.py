@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from bookbazar.admin import service
 from bookbazar.auth.deps import AdminUser
 from bookbazar.db import SessionDep
+from bookbazar.inventory.audit import last_audit, run_audit
 from bookbazar.kit.pagination import PageDep
 from bookbazar.kit.responses import ok
 from bookbazar.models import OrderStatus
@@ -54,3 +55,20 @@ async def retry_dead_letter(
     services: ServicesDep,
 ) -> Response:
     return ok(await service.retry_dead_letter(services, job_id), "Job re-queued")
+
+
+@router.get("/stock-audit", summary="The last stock audit (admin)")
+async def last_stock_audit(_: AdminUser, services: ServicesDep) -> Response:
+    audit = await last_audit(services)
+    return ok(None if audit is None else audit.present())
+
+
+@router.post("/stock-audit", summary="Run the stock audit now (admin)")
+async def run_stock_audit(_: AdminUser, services: ServicesDep) -> Response:
+    audit = await run_audit(services, trigger="manual")
+    return ok(audit.present(), "Stock audited")
+
+
+@router.get("/payments/review", summary="Payments refunded for review (admin)")
+async def payments_for_review(_: AdminUser, session: SessionDep, page: PageDep) -> Response:
+    return ok(await service.payments_for_review(session, page))

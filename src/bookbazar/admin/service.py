@@ -11,9 +11,11 @@ from bookbazar.admin import repository
 from bookbazar.catalog import repository as catalog_repository
 from bookbazar.catalog.schemas import AdminBookOut
 from bookbazar.errors import NotFound, Unprocessable
+from bookbazar.kit.clock import iso
 from bookbazar.kit.pagination import PageParams
 from bookbazar.kit.queues import ALL_QUEUES, DEAD_LETTER, job_id
 from bookbazar.models import OrderStatus
+from bookbazar.payments import repository as payments_repository
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
@@ -108,3 +110,29 @@ async def retry_dead_letter(services: Services, dead_letter_id: str) -> dict[str
     await dead_letters.remove(dead_letter_id)
     log.info("dead_letter_retried", queue=queue, job=name, dead_letter_id=dead_letter_id)
     return {"deadLetterId": dead_letter_id, "queue": queue, "name": name, "jobId": new_id}
+
+
+async def payments_for_review(session: AsyncSession, page: PageParams) -> dict[str, Any]:
+    """Payments whose money is (being) given back because it could not be applied: a
+    wrong amount or currency, a second payment for a paid order, a late payment with no
+    stock left. Newest first, with the reason."""
+    rows, total = await payments_repository.payments_for_review(
+        session, offset=page.offset, limit=page.page_size
+    )
+    items = [
+        {
+            "paymentId": str(p.id),
+            "orderId": str(p.order_id),
+            "customer": email,
+            "provider": p.provider,
+            "paymentIntentId": p.intent_id,
+            "amount": p.amount,
+            "currency": p.currency,
+            "status": p.status,
+            "reason": p.review_reason,
+            "refundId": p.refund_id,
+            "updatedAt": iso(p.updated_at),
+        }
+        for p, email in rows
+    ]
+    return page.wrap(items, total)

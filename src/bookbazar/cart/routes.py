@@ -5,7 +5,6 @@ from fastapi import APIRouter, Response
 from bookbazar.auth.deps import CurrentUser
 from bookbazar.cart import service
 from bookbazar.cart.schemas import AddToCartIn, RemoveFromCartIn
-from bookbazar.db import SessionDep
 from bookbazar.kit.responses import ok
 from bookbazar.services import ServicesDep
 
@@ -13,15 +12,13 @@ router = APIRouter(prefix="/cart", tags=["cart"])
 
 
 @router.get("", summary="The caller's cart")
-async def get_cart(user: CurrentUser, services: ServicesDep, session: SessionDep) -> Response:
-    return ok(await service.view(services, session, user.id), "Cart")
+async def get_cart(user: CurrentUser, services: ServicesDep) -> Response:
+    return ok(await service.view(services, user.id), "Cart")
 
 
 @router.post("/add", summary="Set a line's quantity (1-10; capped at what is available)")
-async def add_to_cart(
-    body: AddToCartIn, user: CurrentUser, services: ServicesDep, session: SessionDep
-) -> Response:
-    cart = await service.set_line(services, session, user.id, body.book_id, body.quantity)
+async def add_to_cart(body: AddToCartIn, user: CurrentUser, services: ServicesDep) -> Response:
+    cart = await service.set_line(services, user.id, body.book_id, body.quantity)
     if cart.adjusted is not None:
         message = (
             f"Only {cart.adjusted.available} available: quantity set to "
@@ -34,11 +31,11 @@ async def add_to_cart(
 
 @router.post("/remove", summary="Remove a line")
 async def remove_from_cart(
-    body: RemoveFromCartIn, user: CurrentUser, services: ServicesDep, session: SessionDep
+    body: RemoveFromCartIn, user: CurrentUser, services: ServicesDep
 ) -> Response:
-    return ok(await service.remove_line(services, session, user.id, body.book_id), "Item removed")
+    return ok(await service.remove_line(services, user.id, body.book_id), "Item removed")
 
 
 @router.delete("", summary="Remove every line")
-async def clear_cart(user: CurrentUser, services: ServicesDep, session: SessionDep) -> Response:
-    return ok(await service.clear(services, session, user.id), "Cart cleared")
+async def clear_cart(user: CurrentUser, services: ServicesDep) -> Response:
+    return ok(await service.clear(services, user.id), "Cart cleared")

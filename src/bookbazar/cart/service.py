@@ -1,16 +1,20 @@
 """Cart rules.
 
-Redis holds the live cart: one hash per user (`bb:cart:{<userId>}`), changed only by the
-cart_*.lua scripts, each of which does its whole change atomically and bumps the version
-once per change. PostgreSQL holds a copy written behind by the `persistCart` job; when
-Redis has lost a cart, the next read or write rehydrates it from that copy first.
-After each change: one `persistCart` job is enqueued and one `cart:update` event per
-change is sent to the user's room.
+Redis holds the live cart: one hash per user (`bb:cart:{<userId>}`), changed only by
+`cart_change.lua`, which makes each change atomically, bumps the version once per changed
+line and marks the cart for the write-behind, in one round trip. PostgreSQL holds a copy
+written behind by the `persistCart` job, coalesced: the first change after a write
+schedules one job CART_PERSIST_DELAY_MS later, and every change until that job reads the
+cart rides along. The job stores the cart as it is then, guarded by its version, so
+PostgreSQL converges on the latest version and never goes back. When Redis has lost a
+cart, the next read or write rehydrates it from PostgreSQL first. One `cart:update` event
+per changed line goes to the user's room.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,20 +22,17 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.cart import repository
-from bookbazar.cart.schemas import AdjustedOut, CartChangeOut, CartItemOut, CartOut
+from bookbazar.cart.schemas import AdjustedOut, CartChangeOut, CartItemOut, CartOut, PersistCart
 from bookbazar.errors import Conflict, NotFound, Unprocessable
 from bookbazar.kit import faults
 from bookbazar.kit.clock import now_ms
-from bookbazar.kit.queues import CART, job_id
 from bookbazar.models.commerce import MAX_LINE_QUANTITY
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
 
-PERSIST_JOB = "persistCart"
 CART_UPDATE = "cart:update"
 ITEM_UPDATED = "cart:item_updated"
 ITEM_DELETED = "cart:item_deleted"
@@ -39,6 +40,9 @@ CLEARED = "cart:cleared"
 # Enqueueing the write-behind job: tries, and the pause before each retry (seconds).
 ENQUEUE_ATTEMPTS = 3
 ENQUEUE_RETRY_PAUSE = 0.05
+# A scheduled persist job not run after this long is presumed lost: the next change
+# schedules another (a duplicate is harmless: the job is version-guarded).
+PERSIST_STALE_MS = 30_000
 # A cart that vanishes again right after being rehydrated (Redis flushed repeatedly).
 _REHYDRATE_ROUNDS = 3
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -47,6 +51,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def cart_key(user_id: UUID | str) -> str:
     # The user id is the hash tag: every key a cart script touches is in one slot.
     return f"bb:cart:{{{user_id}}}"
+
+
+def ordered_key(user_id: UUID | str) -> str:
+    """The orders this user's cart was emptied for (so that happens once per order)."""
+    return f"bb:cart:{{{user_id}}}:ordered"
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -77,22 +86,52 @@ def parse_snapshot(raw: dict[str, str]) -> CartSnapshot | None:
     )
 
 
+class Change(enum.StrEnum):
+    OK = "OK"
+    NOOP = "NOOP"
+    CURRENCY = "CURRENCY"
+    NO_CART = "NO_CART"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    """The typed reply of cart_change.lua."""
+
+    status: Change
+    version: int = 0
+    updated_at: int = 0
+    schedule: bool = False
+    info: str = ""
+    snapshot: CartSnapshot | None = None
+
+
+def _change_result(reply: Sequence[Any]) -> ChangeResult:
+    status = Change(str(reply[0]))
+    if status is Change.NO_CART:
+        return ChangeResult(status)
+    fields = [str(v) for v in reply[5:]]
+    return ChangeResult(
+        status=status,
+        version=int(reply[1]),
+        updated_at=int(reply[2]),
+        schedule=int(reply[3]) == 1,
+        info=str(reply[4]),
+        snapshot=parse_snapshot(dict(zip(fields[::2], fields[1::2], strict=True))),
+    )
+
+
 async def read_snapshot(services: Services, user_id: UUID) -> CartSnapshot | None:
     """The cart as Redis holds it right now (one atomic read), or None if Redis has none."""
     raw: dict[str, str] = await services.redis.hgetall(cart_key(user_id))  # type: ignore[misc]
     return parse_snapshot(raw)
 
 
-async def rehydrate(services: Services, user_id: UUID, session: AsyncSession | None = None) -> bool:
+async def rehydrate(services: Services, user_id: UUID) -> bool:
     """Recreate the Redis cart from PostgreSQL (empty at version 0 for a user who never
     had one). Writes only if Redis still has no cart, so it never overwrites a newer one;
-    returns whether it wrote. Reads through `session` when given: a request that already
-    holds a connection must not wait for a second one (pool exhaustion deadlock)."""
-    if session is not None:
+    returns whether it wrote."""
+    async with services.sessionmaker() as session:
         stored = await repository.load_cart(session, user_id)
-    else:
-        async with services.sessionmaker() as own_session:
-            stored = await repository.load_cart(own_session, user_id)
     args: list[str | int]
     if stored is None:
         args = [0, 0, ""]
@@ -113,31 +152,30 @@ async def rehydrate(services: Services, user_id: UUID, session: AsyncSession | N
     return written
 
 
-async def load_snapshot(
-    services: Services, user_id: UUID, session: AsyncSession | None = None
-) -> CartSnapshot:
+async def load_snapshot(services: Services, user_id: UUID) -> CartSnapshot:
     """The live cart, rehydrated from PostgreSQL first if Redis lost it."""
     for _ in range(_REHYDRATE_ROUNDS):
         snapshot = await read_snapshot(services, user_id)
         if snapshot is not None:
             return snapshot
-        await rehydrate(services, user_id, session)
+        await rehydrate(services, user_id)
     raise RuntimeError("the cart kept disappearing from Redis while being read")
 
 
-async def _run(
-    services: Services,
-    user_id: UUID,
-    script: str,
-    args: list[Any],
-    session: AsyncSession | None = None,
-) -> list[Any]:
-    """Run a cart script; if Redis has no cart, rehydrate it and run the script again."""
+async def _change(
+    services: Services, user_id: UUID, op: str, args: Sequence[str | int]
+) -> ChangeResult:
+    """Run one change; if Redis has no cart, rehydrate it and run the change again. Then
+    schedule the write-behind if the script asked for it."""
+    script_keys = [cart_key(user_id), ordered_key(user_id)]
+    argv: list[str | int] = [op, now_ms(), PERSIST_STALE_MS, *args]
     for _ in range(_REHYDRATE_ROUNDS):
-        result = list(await services.scripts.run(script, [cart_key(user_id)], args))
-        if result[0] != "NO_CART":
+        result = _change_result(await services.scripts.run("cart_change", script_keys, argv))
+        if result.status is not Change.NO_CART:
+            if result.schedule:
+                await schedule_persist(services, user_id, result.updated_at)
             return result
-        await rehydrate(services, user_id, session)
+        await rehydrate(services, user_id)
     raise RuntimeError("the cart kept disappearing from Redis while being changed")
 
 
@@ -163,25 +201,22 @@ def _event(
     return payload
 
 
-async def enqueue_persist(services: Services, user_id: UUID, version: int, updated_at: int) -> bool:
-    """Enqueue the write-behind job for the change that produced `version`.
-
-    The job id is unique per change, so a retried enqueue never makes two jobs. A failed
-    enqueue is retried, then reported as an error (never dropped silently); Redis still
-    holds the change and the next change's job writes the whole cart. Returns success.
-    """
-    data = {"userId": str(user_id), "version": version}
-    jid = job_id("persist", user_id, version, updated_at)
+async def schedule_persist(services: Services, user_id: UUID, scheduled_ms: int) -> bool:
+    """Enqueue the one write-behind job of this burst of changes, to run
+    CART_PERSIST_DELAY_MS from now. A failed enqueue is retried, then reported as an error
+    (never dropped silently); Redis still holds the cart, and a change made once the
+    mark is stale schedules again. Returns success."""
+    job = PersistCart(user_id=user_id, scheduled_ms=scheduled_ms)
+    delay_ms = services.settings.cart_persist_delay_ms
     for attempt in range(1, ENQUEUE_ATTEMPTS + 1):
         try:
-            await services.queues.add(CART, PERSIST_JOB, data, job_id=jid)
+            await services.queues.enqueue(job, delay_ms=delay_ms)
             return True
         except Exception as exc:
             if attempt == ENQUEUE_ATTEMPTS:
                 log.error(
                     "cart_persist_enqueue_failed",
                     user_id=str(user_id),
-                    version=version,
                     attempts=attempt,
                     error=repr(exc),
                 )
@@ -189,7 +224,6 @@ async def enqueue_persist(services: Services, user_id: UUID, version: int, updat
             log.warning(
                 "cart_persist_enqueue_retry",
                 user_id=str(user_id),
-                version=version,
                 attempt=attempt,
                 error=repr(exc),
             )
@@ -197,19 +231,12 @@ async def enqueue_persist(services: Services, user_id: UUID, version: int, updat
     return False  # pragma: no cover - the loop always returns
 
 
-async def _after_change(
-    services: Services,
-    user_id: UUID,
-    version: int,
-    updated_at: int,
-    events: Sequence[dict[str, Any]],
-) -> None:
-    await enqueue_persist(services, user_id, version, updated_at)
+async def _announce(services: Services, user_id: UUID, events: Sequence[dict[str, Any]]) -> None:
     for payload in events:
         try:
             await services.emitter.emit_to_user(user_id, CART_UPDATE, payload)
         except Exception as exc:
-            # The change is made and queued for PostgreSQL; a client that missed it re-reads.
+            # The change is made and marked for PostgreSQL; a client that missed it re-reads.
             log.error(
                 "cart_event_failed",
                 user_id=str(user_id),
@@ -221,8 +248,8 @@ async def _after_change(
 # ------------------------------------------------------------------ reading
 
 
-async def _render(services: Services, session: AsyncSession, snapshot: CartSnapshot) -> CartOut:
-    books = await services.books.get_many(session, list(snapshot.lines))
+async def render(services: Services, snapshot: CartSnapshot) -> CartOut:
+    books = await services.books.get_many(list(snapshot.lines))
     items = [
         CartItemOut(
             book_id=book.id,
@@ -244,21 +271,23 @@ async def _render(services: Services, session: AsyncSession, snapshot: CartSnaps
     )
 
 
-async def view(services: Services, session: AsyncSession, user_id: UUID) -> CartOut:
+async def view(services: Services, user_id: UUID) -> CartOut:
     """The user's cart with titles, unit prices and totals (an empty cart is not an
     error). Rehydrates from PostgreSQL if Redis lost it."""
-    return await _render(services, session, await load_snapshot(services, user_id, session))
+    return await render(services, await load_snapshot(services, user_id))
+
+
+async def _rendered(services: Services, user_id: UUID, result: ChangeResult) -> CartOut:
+    if result.snapshot is None:  # pragma: no cover - a change always returns the cart
+        return await view(services, user_id)
+    return await render(services, result.snapshot)
 
 
 # ------------------------------------------------------------------ changing
 
 
 async def set_line(
-    services: Services,
-    session: AsyncSession,
-    user_id: UUID,
-    book_id: UUID,
-    quantity: int,
+    services: Services, user_id: UUID, book_id: UUID, quantity: int
 ) -> CartChangeOut:
     """Set one line's quantity, atomically. Above what is available the line gets what
     is available and `adjusted` says so.
@@ -272,52 +301,41 @@ async def set_line(
             f"quantity must be an integer from 1 to {MAX_LINE_QUANTITY}",
             errors=[{"field": "quantity", "message": "out of range"}],
         )
-    # Availability first: rebuilding a missing counter takes a pooled connection of its
-    # own, which must not happen while this request's session holds one (under load every
-    # request would hold one and wait for a second: pool exhaustion).
-    levels = await services.inventory.available([book_id])
-    book = await services.books.get(session, book_id)
+    # The book first: an unknown id must cost nothing more (no counter rebuild).
+    book = await services.books.get(book_id)
     if book is None:
         raise NotFound("Book not found")
-    available = max(0, levels.get(book_id, 0))
+    available = max(0, (await services.inventory.available([book_id])).get(book_id, 0))
     if available == 0:
         raise Conflict(
             f"'{book.title}' is not available right now",
             errors=[{"bookId": str(book_id), "requested": quantity, "available": 0}],
         )
     granted = min(quantity, available)
-    result = await _run(
-        services,
-        user_id,
-        "cart_set_line",
-        [str(book_id), granted, book.currency, now_ms(), MAX_LINE_QUANTITY],
-        session,
+    result = await _change(
+        services, user_id, "set", [str(book_id), granted, book.currency, MAX_LINE_QUANTITY]
     )
-    if result[0] == "CURRENCY":
+    if result.status is Change.CURRENCY:
         raise Conflict(
-            f"Your cart holds books priced in {result[1]}; this book is priced in "
+            f"Your cart holds books priced in {result.info}; this book is priced in "
             f"{book.currency}. Order them separately.",
-            errors=[{"bookId": str(book_id), "currency": book.currency, "cartCurrency": result[1]}],
+            errors=[
+                {"bookId": str(book_id), "currency": book.currency, "cartCurrency": result.info}
+            ],
         )
-    if result[0] != "OK":
-        raise RuntimeError(f"unexpected cart_set_line result {result[0]!r}")
-    line_quantity, version, updated_at = int(result[1]), int(result[2]), int(result[3])
-    log.debug(
-        "cart_line_set",
-        user_id=str(user_id),
-        book_id=str(book_id),
-        quantity=line_quantity,
-        requested=quantity,
-        version=version,
-    )
-    await _after_change(
+    line_quantity = int(result.info)
+    log.debug("cart_line_set", book_id=str(book_id), quantity=line_quantity, requested=quantity)
+    await _announce(
         services,
         user_id,
-        version,
-        updated_at,
         [
             _event(
-                ITEM_UPDATED, user_id, version, updated_at, book_id=book_id, quantity=line_quantity
+                ITEM_UPDATED,
+                user_id,
+                result.version,
+                result.updated_at,
+                book_id=book_id,
+                quantity=line_quantity,
             )
         ],
     )
@@ -328,85 +346,78 @@ async def set_line(
         if granted < quantity
         else None
     )
-    cart = await view(services, session, user_id)
+    cart = await _rendered(services, user_id, result)
     return CartChangeOut(**cart.model_dump(), adjusted=adjusted)
 
 
-async def remove_line(
-    services: Services, session: AsyncSession, user_id: UUID, book_id: UUID
-) -> CartOut:
+async def remove_line(services: Services, user_id: UUID, book_id: UUID) -> CartOut:
     """Remove one line, atomically. Raises NotFound if the cart has no such line."""
-    result = await _run(services, user_id, "cart_remove_line", [str(book_id), now_ms()], session)
-    if result[0] == "NOT_FOUND":
+    result = await _change(services, user_id, "remove", [str(book_id)])
+    if result.status is not Change.OK:
         raise NotFound("This book is not in your cart")
-    if result[0] != "OK":
-        raise RuntimeError(f"unexpected cart_remove_line result {result[0]!r}")
-    version, updated_at = int(result[1]), int(result[2])
-    log.info("cart_line_removed", user_id=str(user_id), book_id=str(book_id), version=version)
-    await _after_change(
+    log.info("cart_line_removed", book_id=str(book_id), version=result.version)
+    await _announce(
         services,
         user_id,
-        version,
-        updated_at,
-        [_event(ITEM_DELETED, user_id, version, updated_at, book_id=book_id)],
+        [_event(ITEM_DELETED, user_id, result.version, result.updated_at, book_id=book_id)],
     )
-    return await view(services, session, user_id)
+    return await _rendered(services, user_id, result)
 
 
-async def clear(services: Services, session: AsyncSession, user_id: UUID) -> CartOut:
+async def clear(services: Services, user_id: UUID) -> CartOut:
     """Remove every line, atomically. Clearing an empty cart changes nothing (no new
     version, no event) and is not an error."""
-    result = await _run(services, user_id, "cart_clear", [now_ms()], session)
-    if result[0] == "OK":
-        version, updated_at = int(result[1]), int(result[2])
-        log.info("cart_cleared", user_id=str(user_id), version=version, lines=int(result[3]))
-        await _after_change(
-            services, user_id, version, updated_at, [_event(CLEARED, user_id, version, updated_at)]
+    result = await _change(services, user_id, "clear", [])
+    if result.status is Change.OK:
+        log.info("cart_cleared", version=result.version, lines=int(result.info))
+        await _announce(
+            services, user_id, [_event(CLEARED, user_id, result.version, result.updated_at)]
         )
-    elif result[0] != "EMPTY":
-        raise RuntimeError(f"unexpected cart_clear result {result[0]!r}")
-    return await view(services, session, user_id)
+    return await _rendered(services, user_id, result)
 
 
 # ------------------------------------------------------------------ for orders
 
 
-async def cart_lines(
-    services: Services, user_id: UUID, session: AsyncSession | None = None
-) -> tuple[list[tuple[UUID, int]], int]:
+async def cart_lines(services: Services, user_id: UUID) -> tuple[list[tuple[UUID, int]], int]:
     """The cart's (book id, quantity) lines, ordered by book id, and its version, read
-    atomically. Rehydrates from PostgreSQL if Redis lost the cart (through `session` if
-    given, so a caller holding a connection does not need a second one)."""
-    snapshot = await load_snapshot(services, user_id, session)
+    atomically. Rehydrates from PostgreSQL if Redis lost the cart."""
+    snapshot = await load_snapshot(services, user_id)
     return sorted(snapshot.lines.items(), key=lambda line: str(line[0])), snapshot.version
 
 
 async def clear_ordered(
-    services: Services, user_id: UUID, version: int, book_ids: Sequence[UUID]
+    services: Services,
+    user_id: UUID,
+    order_id: UUID,
+    version: int,
+    book_ids: Sequence[UUID],
 ) -> None:
     """After an order took the cart's items: atomically, if the cart is still at
     `version` clear it (one `cart:cleared`), else remove only the ordered books' lines
     (one `cart:item_deleted` and one version per line: the buyer changed the cart
-    meanwhile). Safe to call twice: the second call finds nothing to remove."""
-    args: list[str | int] = [version, now_ms(), *(str(b) for b in dict.fromkeys(book_ids))]
-    result = await _run(services, user_id, "cart_clear_ordered", args)
-    tag = result[0]
-    if tag == "NOOP":
+    meanwhile). Once per order: a second call for the same order changes nothing, even
+    if the buyer put those books in the cart again since."""
+    args: list[str | int] = [
+        version,
+        str(order_id),
+        services.settings.idempotency_ttl_seconds * 2,
+        *(str(b) for b in dict.fromkeys(book_ids)),
+    ]
+    result = await _change(services, user_id, "ordered", args)
+    if result.status is not Change.OK:
         return
-    final, updated_at = int(result[1]), int(result[2])
-    if tag == "CLEARED":
-        events = [_event(CLEARED, user_id, final, updated_at)]
-    elif tag == "REMOVED":
-        removed = [str(b) for b in result[3:]]
-        first = final - len(removed) + 1
+    if result.info == "cleared":
+        events = [_event(CLEARED, user_id, result.version, result.updated_at)]
+    else:
+        removed = result.info.split(",")
+        first = result.version - len(removed) + 1
         events = [
-            _event(ITEM_DELETED, user_id, first + i, updated_at, book_id=b)
+            _event(ITEM_DELETED, user_id, first + i, result.updated_at, book_id=b)
             for i, b in enumerate(removed)
         ]
-    else:
-        raise RuntimeError(f"unexpected cart_clear_ordered result {tag!r}")
-    log.info("cart_cleared_after_order", user_id=str(user_id), outcome=tag, version=final)
-    await _after_change(services, user_id, final, updated_at, events)
+    log.info("cart_cleared_after_order", outcome=result.info, version=result.version)
+    await _announce(services, user_id, events)
 
 
 # ------------------------------------------------------------------ write-behind
@@ -417,7 +428,8 @@ async def persist_cart(services: Services, user_id: UUID) -> dict[str, Any]:
     copy (one transaction, version-guarded). Idempotent and order-insensitive: a retried,
     duplicated or late job stores the current cart or changes nothing. Nothing to do when
     Redis has no cart (a later change is what needs storing) or it never changed."""
-    snapshot = await read_snapshot(services, user_id)
+    fields = await services.scripts.run("cart_take", [cart_key(user_id)], [])
+    snapshot = parse_snapshot(dict(zip(fields[::2], fields[1::2], strict=True)))
     if snapshot is None or snapshot.version == 0:
         log.info("cart_persist_skipped", user_id=str(user_id), reason="no cart in Redis")
         return {"written": False, "version": None}

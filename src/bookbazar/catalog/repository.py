@@ -7,7 +7,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookbazar.models import Book
+from bookbazar.models import Book, Restock
 
 
 def _like(term: str) -> str:
@@ -65,3 +65,35 @@ async def add_stock(session: AsyncSession, book_id: uuid.UUID, quantity: int) ->
         .returning(Book)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def record_restock(
+    session: AsyncSession,
+    book_id: uuid.UUID,
+    quantity: int,
+    admin_id: uuid.UUID | None,
+    key: str | None,
+) -> Restock | None:
+    """Record a restock; None if this admin used this Idempotency-Key before (then the
+    first one is returned by `restock_by_key`)."""
+    stmt = (
+        insert(Restock)
+        .values(
+            id=uuid.uuid4(),
+            book_id=book_id,
+            quantity=quantity,
+            admin_id=admin_id,
+            idempotency_key=key,
+        )
+        .on_conflict_do_nothing(constraint="uq_restocks_admin_key")
+        .returning(Restock)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def restock_by_key(session: AsyncSession, admin_id: uuid.UUID, key: str) -> Restock | None:
+    return (
+        await session.execute(
+            select(Restock).where(Restock.admin_id == admin_id, Restock.idempotency_key == key)
+        )
+    ).scalar_one_or_none()

@@ -3,12 +3,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 
 from bookbazar.auth.deps import AdminUser
 from bookbazar.catalog import service
 from bookbazar.catalog.schemas import BookIn, RestockIn
 from bookbazar.db import SessionDep
+from bookbazar.kit.idempotency import HEADER, validate_key
 from bookbazar.kit.pagination import PageDep
 from bookbazar.kit.responses import ok
 from bookbazar.services import ServicesDep
@@ -40,9 +41,26 @@ async def create_book(body: BookIn, _: AdminUser, session: SessionDep) -> Respon
 
 @admin_router.post("/{book_id}/restock", summary="Add units on hand (admin)")
 async def restock(
-    book_id: uuid.UUID, body: RestockIn, _: AdminUser, services: ServicesDep, session: SessionDep
+    book_id: uuid.UUID,
+    body: RestockIn,
+    admin: AdminUser,
+    services: ServicesDep,
+    session: SessionDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=HEADER,
+            description="optional: a retry with the same key adds nothing twice",
+            max_length=255,
+        ),
+    ] = None,
 ) -> Response:
-    book = await service.restock(
-        session, services.inventory, services.emitter, book_id, body.quantity
+    key = validate_key(idempotency_key) if idempotency_key is not None else None
+    done = await service.restock(services, session, admin.id, book_id, body.quantity, key)
+    message = (
+        "Restocked"
+        if done.counter_updated
+        else ("Restocked; availability will catch up within a minute")
     )
-    return ok(book, "Restocked")
+    headers = {"Idempotent-Replayed": "true"} if done.replayed else None
+    return ok(done.book, message, headers=headers)

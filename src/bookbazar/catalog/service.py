@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -14,9 +15,10 @@ from bookbazar.errors import Conflict, NotFound, Unprocessable
 from bookbazar.inventory.service import Inventory
 from bookbazar.kit.pagination import PageParams
 from bookbazar.models import Book
-from bookbazar.realtime.emitter import Emitter
+from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
+MAX_STOCK = 10_000_000
 
 
 def _out(book: Book, available: int) -> BookOut:
@@ -65,23 +67,57 @@ async def create_book(session: AsyncSession, data: BookIn) -> AdminBookOut:
     return _admin_out(book, book.stock)
 
 
+@dataclass(frozen=True, slots=True)
+class Restocked:
+    book: AdminBookOut
+    replayed: bool
+    # False when the availability counter could not be updated right away (Redis
+    # unreachable): the stock was added, and the next audit brings the counter up.
+    counter_updated: bool
+
+
 async def restock(
+    services: Services,
     session: AsyncSession,
-    inventory: Inventory,
-    emitter: Emitter,
+    admin_id: uuid.UUID,
     book_id: uuid.UUID,
     quantity: int,
-) -> AdminBookOut:
-    """Add units on hand, commit, then rebuild that book's counter exactly from PostgreSQL
-    (so a crash between the two steps cannot double-count) and announce the new level."""
-    book = await repository.add_stock(session, book_id, quantity)
+    key: str | None,
+) -> Restocked:
+    """Add units on hand, commit, then rebuild that book's counter exactly from
+    PostgreSQL and announce the new level. With an Idempotency-Key a retry adds nothing
+    twice (the same key for another book or quantity -> Unprocessable). Once committed
+    the restock is reported as done even if Redis cannot be reached right then: the
+    counter is only ever rebuilt from PostgreSQL, so nothing is counted twice. Raises
+    NotFound for an unknown book."""
+    book = await repository.get(session, book_id)
     if book is None:
         raise NotFound("Book not found")
-    if book.stock > 10_000_000:
-        raise Unprocessable("Stock would exceed 10,000,000 units")
+    recorded = await repository.record_restock(session, book_id, quantity, admin_id, key)
+    if recorded is None:
+        assert key is not None
+        first = await repository.restock_by_key(session, admin_id, key)
+        if first is None or (first.book_id, first.quantity) != (book_id, quantity):
+            raise Unprocessable(
+                "This Idempotency-Key was already used for another restock; use a new key"
+            )
+        replayed = True
+    else:
+        stocked = await repository.add_stock(session, book_id, quantity)
+        assert stocked is not None
+        book = stocked
+        if book.stock > MAX_STOCK:
+            raise Unprocessable(f"Stock would exceed {MAX_STOCK:,} units")
+        replayed = False
     await session.commit()
-    report = await inventory.reconcile([book_id])
-    available = report.counters.get(book_id, (None, book.stock))[1]
-    await emitter.emit_stock({book_id: available})
-    log.info("book_restocked", book_id=str(book_id), quantity=quantity, stock=book.stock)
-    return _admin_out(book, available)
+    try:
+        report = await services.inventory.reconcile([book_id])
+        available = report.counters.get(book_id, (None, book.stock))[1]
+        await services.emitter.emit_stock({book_id: available})
+        counter_updated = True
+    except Exception as exc:  # committed: the audit will rebuild the counter
+        log.warning("restock_counter_deferred", book_id=str(book_id), error=repr(exc))
+        available, counter_updated = 0, False
+    if not replayed:
+        log.info("book_restocked", book_id=str(book_id), quantity=quantity, stock=book.stock)
+    return Restocked(_admin_out(book, available), replayed, counter_updated)

@@ -13,44 +13,43 @@ import structlog
 
 from bookbazar.fulfillment import repository as repo
 from bookbazar.fulfillment.carriers import Carrier, default_carrier
+from bookbazar.fulfillment.schemas import DeliverOrder, FulfillmentStep, ShipOrder, StartFulfillment
 from bookbazar.kit.clock import utcnow
-from bookbazar.kit.queues import FULFILLMENT
 from bookbazar.models import OrderStatus as S
 from bookbazar.orders.state import transition
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
 
-START_JOB = "fulfillment"
-SHIP_JOB = "fulfillment:ship"
-DELIVER_JOB = "fulfillment:deliver"
-STEP_FOR = {S.PAID: START_JOB, S.FULFILLING: SHIP_JOB, S.SHIPPED: DELIVER_JOB}
+STEP_FOR: dict[S, type[FulfillmentStep]] = {
+    S.PAID: StartFulfillment,
+    S.FULFILLING: ShipOrder,
+    S.SHIPPED: DeliverOrder,
+}
 STUCK_GRACE_SECONDS = 60
 SWEEP_BATCH = 200
 
 
 async def enqueue_step(
-    services: Services, order_id: uuid.UUID, job: str, *, delay_s: int = 0, suffix: str = ""
+    services: Services,
+    step: type[FulfillmentStep],
+    order_id: uuid.UUID,
+    *,
+    delay_s: int = 0,
+    window: str = "",
 ) -> None:
-    prefix = {START_JOB: "fulfil", SHIP_JOB: "ship", DELIVER_JOB: "deliver"}[job]
-    await services.queues.add(
-        FULFILLMENT,
-        job,
-        {"orderId": str(order_id)},
-        job_id=f"{prefix}-{order_id}{suffix}",
-        delay_ms=delay_s * 1000,
-    )
+    await services.queues.enqueue(step(order_id=order_id, window=window), delay_ms=delay_s * 1000)
 
 
 async def _next(services: Services, order_id: uuid.UUID, status: S) -> None:
     settings = services.settings
     if status is S.FULFILLING:
         await enqueue_step(
-            services, order_id, SHIP_JOB, delay_s=settings.fulfillment_ship_delay_seconds
+            services, ShipOrder, order_id, delay_s=settings.fulfillment_ship_delay_seconds
         )
     elif status is S.SHIPPED:
         await enqueue_step(
-            services, order_id, DELIVER_JOB, delay_s=settings.fulfillment_deliver_delay_seconds
+            services, DeliverOrder, order_id, delay_s=settings.fulfillment_deliver_delay_seconds
         )
 
 
@@ -139,9 +138,9 @@ async def resume_stuck(services: Services) -> int:
     }
     async with services.sessionmaker() as session:
         stuck = await repo.stuck_orders(session, thresholds, SWEEP_BATCH)
-    window = f"-r{int(time.time() // (grace * 5))}"
+    window = f"r{int(time.time() // (grace * 5))}"
     for order_id, status in stuck:
-        await enqueue_step(services, order_id, STEP_FOR[S(status)], suffix=window)
+        await enqueue_step(services, STEP_FOR[S(status)], order_id, window=window)
     if stuck:
         log.warning("fulfillment_resumed", orders=len(stuck))
     return len(stuck)

@@ -1,23 +1,65 @@
-"""Stock reservations: the only code that changes the Redis availability counters."""
+"""Stock holds and availability counters: the only code that changes them.
+
+Redis admits or refuses a reservation (Lua, atomic); PostgreSQL records what was sold.
+Every hold is fenced: it is named by its order and a token, and every release or
+conversion names the token it observed (DESIGN.md §7.8). `reconcile` rebuilds counters
+exactly from PostgreSQL, online.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
-from collections.abc import Iterable, Sequence
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bookbazar.inventory import keys
+from bookbazar.inventory import repository as repo
+from bookbazar.kit import faults
 from bookbazar.kit.clock import now_ms
 from bookbazar.lua import Scripts
 
 log = structlog.get_logger(__name__)
+_REBUILD_ROUNDS = 3
+
+
+def new_token() -> str:
+    """A fresh hold token (unique per reservation attempt of an order)."""
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """One reservation: an order's units held under a fencing token."""
+
+    order_id: UUID
+    token: str
+
+    @property
+    def member(self) -> str:
+        return keys.member(self.order_id, self.token)
+
+    def script_keys(self) -> list[str]:
+        return [
+            keys.hold(self.order_id, self.token),
+            keys.INDEX,
+            keys.ended(self.order_id, self.token),
+        ]
+
+    @classmethod
+    def parse(cls, member: str) -> Hold:
+        order, _, token = member.partition(":")
+        return cls(UUID(order), token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,42 +69,146 @@ class Shortfall:
     available: int
 
 
-@dataclass(slots=True)
-class ReserveOutcome:
-    """What a reservation attempt did. `reserved` is True when the order holds its units
-    (newly or already); otherwise `shortfalls` or `ended` says why not."""
+class Reserve(enum.StrEnum):
+    OK = "OK"  # reserved now
+    EXISTS = "EXISTS"  # this hold was in place already
+    ENDED = "ENDED"  # this hold ended already: a token is never reused
+    SHORT = "SHORT"  # not enough units for some line: nothing reserved
 
-    reserved: bool
-    already_held: bool = False
-    ended: str | None = None
-    shortfalls: list[Shortfall] = field(default_factory=list)
-    available: dict[UUID, int] = field(default_factory=dict)
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    status: Reserve
+    levels: dict[UUID, int] = field(default_factory=dict)
+    shortfalls: tuple[Shortfall, ...] = ()
+    ended_as: str | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.status in (Reserve.OK, Reserve.EXISTS)
+
+
+class Finish(enum.StrEnum):
+    DONE = "DONE"  # this call ended the hold
+    RELEASED = "RELEASED"  # it had been released already
+    CONVERTED = "CONVERTED"  # it had been converted already
+    NONE = "NONE"  # there was no such hold (lost, or never made); it is marked ended now
+
+
+@dataclass(frozen=True, slots=True)
+class FinishResult:
+    outcome: Finish
+    levels: dict[UUID, int] = field(default_factory=dict)
+
+    @property
+    def sold(self) -> bool:
+        """For a conversion: whether the hold's units may be recorded as sold. False only
+        when the hold had been released (its units are available to others again)."""
+        return self.outcome is not Finish.RELEASED
+
+
+def _levels(reply: Sequence[Any], start: int = 1) -> dict[UUID, int]:
+    return {UUID(str(reply[i])): int(reply[i + 1]) for i in range(start, len(reply), 2)}
+
+
+def _reserve_result(reply: Sequence[Any]) -> ReserveResult | list[UUID]:
+    """The typed reply of stock_reserve.lua; a list of book ids when counters are missing."""
+    tag = str(reply[0])
+    if tag == "OK":
+        return ReserveResult(Reserve.OK, levels=_levels(reply))
+    if tag == "EXISTS":
+        return ReserveResult(Reserve.EXISTS)
+    if tag == "ENDED":
+        return ReserveResult(Reserve.ENDED, ended_as=str(reply[1]))
+    if tag == "SHORT":
+        shortfalls = tuple(
+            Shortfall(UUID(str(reply[i])), int(reply[i + 1]), max(0, int(reply[i + 2])))
+            for i in range(1, len(reply), 3)
+        )
+        return ReserveResult(Reserve.SHORT, shortfalls=shortfalls)
+    if tag == "MISSING":
+        return [UUID(str(b)) for b in reply[1:]]
+    raise RuntimeError(f"unexpected stock_reserve reply {tag!r}")
+
+
+def _finish_result(reply: Sequence[Any]) -> FinishResult:
+    tag = str(reply[0])
+    if tag == "DONE":
+        return FinishResult(Finish.DONE, _levels(reply))
+    if tag == "ENDED":
+        return FinishResult(Finish.RELEASED if reply[1] == "released" else Finish.CONVERTED)
+    if tag == "NONE":
+        return FinishResult(Finish.NONE)
+    raise RuntimeError(f"unexpected stock_finish reply {tag!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class ReconcileReport:
     # book id -> (counter before, or None when missing; counter after)
     counters: dict[UUID, tuple[int | None, int]]
+    holds_checked: int = 0
+    # (order id, token, action): holds ended, recreated or resurrected
+    repaired: tuple[tuple[UUID, str, str], ...] = ()
+    # books restocked within the grace period: a correction there is the restock's own
+    restocked: frozenset[UUID] = frozenset()
 
     @property
     def corrected(self) -> dict[UUID, tuple[int | None, int]]:
         return {b: (old, new) for b, (old, new) in self.counters.items() if old != new}
+
+    @property
+    def drift(self) -> dict[UUID, tuple[int, int]]:
+        """Counters that were wrong: corrected, not missing (a lost counter is rebuilt,
+        not drift), and not on a book whose restock is still applying itself."""
+        return {
+            b: (old, new)
+            for b, (old, new) in self.corrected.items()
+            if old is not None and b not in self.restocked
+        }
+
+    @property
+    def drift_units(self) -> int:
+        return sum(abs(new - old) for old, new in self.drift.values())
+
+
+def _reconcile_report(raw: str, restocked: frozenset[UUID] = frozenset()) -> ReconcileReport:
+    decoded = json.loads(raw)
+    counters = decoded.get("counters") or {}
+    repaired = decoded.get("repaired") or []
+    return ReconcileReport(
+        counters={
+            UUID(b): (None if old is None else int(old), int(new))
+            for b, (old, new) in counters.items()
+        },
+        holds_checked=int(decoded.get("holds") or 0),
+        repaired=tuple((UUID(o), str(t), str(a)) for o, t, a in repaired),
+        restocked=restocked,
+    )
 
 
 class Inventory:
     """Atomic stock operations over Redis, rebuilt exactly from PostgreSQL on demand."""
 
     def __init__(
-        self, redis: Redis, scripts: Scripts, sessionmaker: async_sessionmaker[AsyncSession]
+        self,
+        redis: Redis,
+        scripts: Scripts,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        orphan_grace_seconds: float = 60.0,
     ) -> None:
         self.redis = redis
         self.scripts = scripts
         self.sessionmaker = sessionmaker
+        self.orphan_grace_ms = int(orphan_grace_seconds * 1000)
         # One rebuild of missing counters at a time per process (no stampede after a flush).
         self._rebuild_lock = asyncio.Lock()
 
+    # ------------------------------------------------------------ availability
+
     async def available(self, book_ids: Sequence[UUID]) -> dict[UUID, int]:
-        """Units available per book; counters missing in Redis are rebuilt first."""
+        """Units available per book; counters missing in Redis are rebuilt first (only
+        pass ids of books that exist: an unknown id has no counter to rebuild)."""
         if not book_ids:
             return {}
         values = await self.redis.mget([keys.avail(b) for b in book_ids])
@@ -88,151 +234,130 @@ class Inventory:
                     out[book_id] = report.counters.get(book_id, (None, 0))[1]
             return out
 
-    async def reserve(
-        self,
-        order_id: UUID,
-        lines: Iterable[tuple[UUID, int]],
-        *,
-        after_release: bool = False,
-    ) -> ReserveOutcome:
-        """Reserve all lines for the order or none (atomic; same-book lines are summed).
+    # ------------------------------------------------------------ holds
 
-        Idempotent per order: a second call reports the reservation already held.
-        A reservation that already ended is not revived unless `after_release` (a late
-        payment re-reserving stock).
-        """
+    async def reserve(self, hold: Hold, lines: Iterable[tuple[UUID, int]]) -> ReserveResult:
+        """Reserve every line under `hold`, or nothing (atomic; same-book lines summed).
+        Idempotent for the same hold (EXISTS); a hold that ended is never revived."""
         line_list = [(UUID(str(b)), int(q)) for b, q in lines]
-        script_keys = [
-            keys.reservation(order_id),
-            keys.INDEX,
-            keys.tombstone(order_id),
-            *(keys.avail(b) for b, _ in line_list),
-        ]
-        args: list[str | int] = [str(order_id), now_ms(), "1" if after_release else "0"]
+        script_keys = [*hold.script_keys(), *(keys.avail(b) for b, _ in line_list)]
+        args: list[str | int] = [hold.member, now_ms()]
         for book_id, units in line_list:
             args += [str(book_id), units]
-        for _ in range(3):
-            result = await self.scripts.run("stock_reserve", script_keys, args)
-            tag = result[0]
-            if tag == "MISSING":
-                await self._rebuild_missing([UUID(b) for b in result[1:]])
+        for _ in range(_REBUILD_ROUNDS):
+            result = _reserve_result(await self.scripts.run("stock_reserve", script_keys, args))
+            if isinstance(result, list):
+                await self._rebuild_missing(result)
                 continue
-            if tag == "OK":
-                levels = {UUID(result[i]): int(result[i + 1]) for i in range(1, len(result), 2)}
-                log.debug("stock_reserved", order_id=str(order_id), available=_fmt(levels))
-                return ReserveOutcome(reserved=True, available=levels)
-            if tag == "EXISTS":
-                return ReserveOutcome(reserved=True, already_held=True)
-            if tag == "DONE":
-                return ReserveOutcome(reserved=False, ended=str(result[1]))
-            if tag == "SHORT":
-                shortfalls = [
-                    Shortfall(UUID(result[i]), int(result[i + 1]), max(0, int(result[i + 2])))
-                    for i in range(1, len(result), 3)
-                ]
-                return ReserveOutcome(reserved=False, shortfalls=shortfalls)
-            raise RuntimeError(f"unexpected reserve result {tag!r}")
+            if result.status is Reserve.OK:
+                log.debug("stock_reserved", order_id=str(hold.order_id), token=hold.token)
+            return result
         raise RuntimeError("stock counters kept disappearing while reserving")
 
-    async def release(self, order_id: UUID) -> dict[UUID, int]:
-        """Give the order's held units back. Idempotent; returns new availability."""
-        return await self._finish(order_id, "released")
+    async def release(self, hold: Hold) -> FinishResult:
+        """Give the hold's units back. Idempotent. Ends only this hold: another hold of
+        the same order (a late payment's) is untouched."""
+        result = await self._finish(hold, "released")
+        if result.outcome is Finish.DONE:
+            log.info("stock_released", order_id=str(hold.order_id), token=hold.token)
+        return result
 
-    async def convert(self, order_id: UUID) -> None:
-        """Mark the order's held units as sold (on-hand stock fell in PostgreSQL, so
-        availability is unchanged). Idempotent."""
-        await self._finish(order_id, "converted")
+    async def convert(self, hold: Hold) -> FinishResult:
+        """Mark the hold's units as sold (availability is unchanged: on-hand stock falls
+        in PostgreSQL in the same transaction). Call it while holding the order's and its
+        books' rows FOR UPDATE, before committing the sale; `result.sold` False means the
+        hold was released meanwhile and the sale must not be recorded with it."""
+        faults.crash_point("stock:before-convert")
+        return await self._finish(hold, "converted")
 
-    async def _finish(self, order_id: UUID, state: str) -> dict[UUID, int]:
-        result = await self.scripts.run(
+    async def _finish(self, hold: Hold, state: str) -> FinishResult:
+        reply = await self.scripts.run(
             "stock_finish",
-            [keys.reservation(order_id), keys.INDEX, keys.tombstone(order_id)],
-            [str(order_id), state, keys.TOMBSTONE_TTL_SECONDS, keys.AVAIL_PREFIX],
+            hold.script_keys(),
+            [hold.member, state, keys.ENDED_TTL_SECONDS, keys.AVAIL_PREFIX],
         )
-        levels = {UUID(result[i]): int(result[i + 1]) for i in range(1, len(result), 2)}
-        if result[0] != "NONE":
-            log.info(f"stock_{state}", order_id=str(order_id), available=_fmt(levels))
+        return _finish_result(reply)
+
+    async def release_many(self, holds: Sequence[Hold]) -> dict[UUID, int]:
+        """Release several holds in one round trip; returns the new availability levels."""
+        if not holds:
+            return {}
+        script = self.scripts["stock_finish"]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for hold in holds:
+                await script(
+                    keys=hold.script_keys(),
+                    args=[hold.member, "released", keys.ENDED_TTL_SECONDS, keys.AVAIL_PREFIX],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        levels: dict[UUID, int] = {}
+        for reply in replies:
+            levels.update(_finish_result(reply).levels)
         return levels
 
-    async def held_orders(self, older_than_ms: int | None = None) -> list[UUID]:
-        """Orders holding a reservation (optionally only those reserved before a time)."""
+    async def holds(self, older_than_ms: int | None = None) -> list[Hold]:
+        """Live holds (optionally only those made before a time, epoch ms)."""
         upper = "+inf" if older_than_ms is None else older_than_ms
         members = await self.redis.zrangebyscore(keys.INDEX, "-inf", upper)
-        return [UUID(m) for m in members]
+        return [Hold.parse(m) for m in members]
+
+    async def holds_of(self, order_id: UUID) -> list[Hold]:
+        """The live holds of one order (normally at most one)."""
+        found = [h async for h in self._scan_index(f"{order_id}:*")]
+        return found
+
+    async def _scan_index(self, pattern: str) -> AsyncIterator[Hold]:
+        async for member, _ in self.redis.zscan_iter(keys.INDEX, match=pattern):
+            yield Hold.parse(member)
 
     async def held_units(self) -> int:
-        """Units held by all live reservations (for metrics)."""
-        orders = await self.held_orders()
-        if not orders:
+        """Units held by all live holds (for metrics)."""
+        holds = await self.holds()
+        if not holds:
             return 0
         async with self.redis.pipeline(transaction=False) as pipe:
-            for order_id in orders:
-                pipe.hvals(keys.reservation(order_id))
+            for hold in holds:
+                pipe.hvals(keys.hold(hold.order_id, hold.token))
             values = await pipe.execute()
         return sum(int(v) for row in values for v in row)
 
-    async def reconcile(self, book_ids: Sequence[UUID] | None = None) -> ReconcileReport:
-        """Rebuild counters exactly: available = on hand - units held (PostgreSQL truth).
+    # ------------------------------------------------------------ reconcile
 
-        Safe while orders are placed and paid: the books' rows are locked FOR SHARE (no
-        sale or restock of them can commit meanwhile) and reservations made meanwhile are
-        counted where they live, in Redis. Lost reservations of PAYMENT_PENDING orders are
-        recreated; reservations of orders that ended are finished.
+    async def reconcile(self, book_ids: Sequence[UUID] | None = None) -> ReconcileReport:
+        """Make counters and holds agree with PostgreSQL, exactly, online.
+
+        With `book_ids`, only those books' counters are rebuilt and only holds of orders
+        touching them are examined; every hold it ends gives its units back to the
+        counters outside the scope too, so nothing leaks. Holds made after the snapshot,
+        and orphans younger than the grace period (a late payment in flight), are left
+        alone. Lost holds of orders awaiting payment are recreated.
         """
-        members = [str(m) for m in await self.held_orders()]
+        listed = list({h.order_id for h in await self.holds()})
+        now = time.time()
+        cutoff = int(now * 1000) - self.orphan_grace_ms
+        recent = datetime.fromtimestamp(now - self.orphan_grace_ms / 1000, UTC)
         async with self.sessionmaker() as session, session.begin():
-            # READ COMMITTED on purpose: the FOR SHARE locks stop every sale and restock of
-            # these books until we finish, and later statements then see what committed
-            # before the locks (REPEATABLE READ would fail on rows sold meanwhile).
-            where = "" if book_ids is None else "WHERE id = ANY(:ids)"
-            params = {} if book_ids is None else {"ids": list(book_ids)}
-            rows = await session.execute(
-                text(f"SELECT id, stock FROM books {where} ORDER BY id FOR SHARE"), params
-            )
-            books = {str(r.id): int(r.stock) for r in rows}
-            pending_filter = (
-                ""
-                if book_ids is None
-                else "AND o.id IN (SELECT order_id FROM order_items WHERE book_id = ANY(:ids))"
-            )
-            rows = await session.execute(
-                text(
-                    "SELECT o.id, oi.book_id, SUM(oi.quantity) AS units FROM orders o "
-                    "JOIN order_items oi ON oi.order_id = o.id "
-                    f"WHERE o.status = 'PAYMENT_PENDING' {pending_filter} "
-                    "GROUP BY o.id, oi.book_id"
-                ),
-                params,
-            )
-            pending: dict[str, dict[str, int]] = {}
-            for r in rows:
-                pending.setdefault(str(r.id), {})[str(r.book_id)] = int(r.units)
-            status: dict[str, str] = {}
-            if members:
-                rows = await session.execute(
-                    text("SELECT id, status FROM orders WHERE id = ANY(:ids)"),
-                    {"ids": [UUID(m) for m in members]},
-                )
-                status = {str(r.id): r.status for r in rows}
-            snapshot = json.dumps({"books": books, "status": status, "pending": pending})
+            snap = await repo.snapshot(session, book_ids, listed, recent)
+            if book_ids is not None and not snap.books:
+                return ReconcileReport({})
+            await faults.gate("reconcile:after-snapshot")
             raw = await self.scripts.run(
                 "stock_reconcile",
                 [keys.INDEX],
-                [keys.PREFIX, keys.TOMBSTONE_TTL_SECONDS, now_ms(), snapshot],
+                [
+                    keys.PREFIX,
+                    keys.ENDED_TTL_SECONDS,
+                    now_ms(),
+                    cutoff,
+                    json.dumps(snap.as_json(), separators=(",", ":")),
+                ],
             )
-        decoded = json.loads(raw) if raw not in ("{}", "[]") else {}
-        counters = {
-            UUID(b): (None if old is None else int(old), int(new))
-            for b, (old, new) in decoded.items()
-        }
-        report = ReconcileReport(counters)
-        if report.corrected:
+        report = _reconcile_report(raw, frozenset(UUID(b) for b in snap.restocked))
+        if report.corrected or report.repaired:
             log.warning(
                 "stock_reconciled",
                 corrected={str(b): f"{o}->{n}" for b, (o, n) in report.corrected.items()},
+                repaired=[f"{o}:{t}:{a}" for o, t, a in report.repaired],
             )
         return report
-
-
-def _fmt(levels: dict[UUID, int]) -> dict[str, int]:
-    return {str(k): v for k, v in levels.items()}

@@ -1,12 +1,24 @@
-"""What a job handler receives, and how domains declare their jobs and loops."""
+"""Jobs: one typed payload per job, how domains declare jobs and schedules, and what a
+handler receives.
+
+A payload model carries its queue, its job name and its job-id builder beside its
+fields, so producers never spell a job's data by hand and handlers never index into it.
+Work that must happen once per deployment (sweepers, the audit, expiry) is declared with
+`JobRegistry.every`: the worker registers it as a BullMQ job scheduler, so however many
+workers run, each tick runs once.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from bookbazar.config import Settings
+from bookbazar.kit.queues import JobPayload
 from bookbazar.services import Services
+
+P = TypeVar("P", bound=JobPayload)
 
 
 @dataclass(slots=True)
@@ -15,35 +27,61 @@ class JobContext:
     queue: str
     name: str
     job_id: str | None
-    data: dict[str, Any]
     attempts_made: int = 0
 
 
-JobHandler = Callable[[JobContext], Awaitable[Any]]
+JobHandler = Callable[[JobContext, Any], Awaitable[Any]]
 # Runs in the outbox relay for each relayed event of a type (at least once: be idempotent).
 EventHook = Callable[[Services, dict[str, Any]], Awaitable[None]]
-# A long-running loop in the worker (outbox relay, sweeper); it returns when `stop` is set.
-Loop = Callable[[Services, Any], Awaitable[None]]
+# Runs once per tick of a schedule, in whichever worker takes the tick.
+ScheduledTask = Callable[[Services], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec(Generic[P]):
+    payload: type[P]
+    handler: Callable[[JobContext, P], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A task run every `interval(settings)` seconds, once per deployment."""
+
+    queue: str
+    name: str
+    interval: Callable[[Settings], float]
+    task: ScheduledTask
 
 
 @dataclass(slots=True)
 class JobRegistry:
     """Each domain's jobs.py exposes one of these as JOBS."""
 
-    handlers: dict[str, dict[str, JobHandler]] = field(default_factory=dict)
-    loops: list[Loop] = field(default_factory=list)
+    handlers: dict[str, dict[str, JobSpec[Any]]] = field(default_factory=dict)
+    schedules: list[Schedule] = field(default_factory=list)
     event_hooks: dict[str, list[EventHook]] = field(default_factory=dict)
 
-    def job(self, queue: str, name: str) -> Callable[[JobHandler], JobHandler]:
-        def register(fn: JobHandler) -> JobHandler:
-            self.handlers.setdefault(queue, {})[name] = fn
+    def job(
+        self, payload: type[P]
+    ) -> Callable[
+        [Callable[[JobContext, P], Awaitable[Any]]], Callable[[JobContext, P], Awaitable[Any]]
+    ]:
+        def register(
+            fn: Callable[[JobContext, P], Awaitable[Any]],
+        ) -> Callable[[JobContext, P], Awaitable[Any]]:
+            self.handlers.setdefault(payload.queue, {})[payload.name] = JobSpec(payload, fn)
             return fn
 
         return register
 
-    def loop(self, fn: Loop) -> Loop:
-        self.loops.append(fn)
-        return fn
+    def every(
+        self, queue: str, name: str, interval: Callable[[Settings], float]
+    ) -> Callable[[ScheduledTask], ScheduledTask]:
+        def register(fn: ScheduledTask) -> ScheduledTask:
+            self.schedules.append(Schedule(queue, name, interval, fn))
+            return fn
+
+        return register
 
     def on_event(self, *event_types: str) -> Callable[[EventHook], EventHook]:
         def register(fn: EventHook) -> EventHook:
@@ -52,3 +90,10 @@ class JobRegistry:
             return fn
 
         return register
+
+    def merge(self, other: JobRegistry) -> None:
+        for queue, specs in other.handlers.items():
+            self.handlers.setdefault(queue, {}).update(specs)
+        self.schedules.extend(other.schedules)
+        for event_type, hooks in other.event_hooks.items():
+            self.event_hooks.setdefault(event_type, []).extend(hooks)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 from bullmq import Queue
+from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
 log = structlog.get_logger(__name__)
@@ -30,6 +31,23 @@ DEAD_LETTER_OPTIONS: dict[str, Any] = {
     "removeOnComplete": False,
     "removeOnFail": False,
 }
+
+
+class JobPayload(BaseModel):
+    """The data of one kind of job. Subclasses set `queue` and `name` and may override
+    `job_id` (a deterministic id makes enqueueing idempotent: BullMQ keeps one job per
+    id)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    queue: ClassVar[str]
+    name: ClassVar[str]
+
+    def job_id(self) -> str | None:
+        return None
+
+    def to_job_data(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
 
 
 def job_id(*parts: object) -> str:
@@ -72,6 +90,17 @@ class Queues:
             options["delay"] = delay_ms
         job = await self.get(queue).add(name, data, options)
         return str(job.id)
+
+    async def enqueue(self, payload: JobPayload, *, delay_ms: int = 0, **opts: Any) -> str:
+        """Enqueue the job `payload` describes (its queue, name, data and job id)."""
+        return await self.add(
+            payload.queue,
+            payload.name,
+            payload.to_job_data(),
+            job_id=payload.job_id(),
+            delay_ms=delay_ms,
+            **opts,
+        )
 
     async def dead_letter(
         self, queue: str, name: str, job_id: str | None, data: Any, reason: str, attempts: int

@@ -1,29 +1,35 @@
--- End one order's reservation, once. Idempotent: a second call changes nothing.
--- KEYS[1] reservation hash, KEYS[2] reservation index, KEYS[3] tombstone.
--- ARGV[1] orderId, ARGV[2] 'released' (units go back to the counters) or 'converted'
--- (units were sold: on-hand stock fell in PostgreSQL, so availability is unchanged),
--- ARGV[3] tombstone TTL (s), ARGV[4] counter key prefix (same hash tag as KEYS).
--- Returns {state, bookId, available, ...} (available only for 'released'), or {'NONE'}.
+-- End one hold, once: release it (units go back to the counters) or convert it (the
+-- units were sold: on-hand stock falls in PostgreSQL, so availability is unchanged).
+-- KEYS[1] the hold, KEYS[2] the holds index, KEYS[3] the hold's ended marker.
+-- ARGV[1] index member, ARGV[2] 'released' | 'converted', ARGV[3] marker TTL (s),
+-- ARGV[4] counter key prefix (same hash tag as KEYS).
+-- Returns:
+--   {'DONE', bookId, available, ...}   this call ended it (levels only when released)
+--   {'ENDED', state}                   it had ended already, as `state`; nothing changed
+--   {'NONE'}                           no such hold and no marker: marked ended now, so a
+--                                      reservation under this token can never be made
 local held = redis.call('HGETALL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
 if #held == 0 then
-  if redis.call('EXISTS', KEYS[3]) == 0 then
-    redis.call('SET', KEYS[3], ARGV[2], 'EX', tonumber(ARGV[3]))
+  local ended = redis.call('GET', KEYS[3])
+  if ended then
+    return {'ENDED', ended}
   end
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('SET', KEYS[3], ARGV[2], 'EX', tonumber(ARGV[3]))
   return {'NONE'}
 end
-local out = {ARGV[2]}
-for i = 1, #held, 2 do
-  local book, units = held[i], tonumber(held[i + 1])
-  if ARGV[2] == 'released' then
-    local key = ARGV[4] .. book
+local out = {'DONE'}
+if ARGV[2] == 'released' then
+  for i = 1, #held, 2 do
+    local key = ARGV[4] .. held[i]
     -- A missing counter is rebuilt exactly by reconcile; do not invent one here.
     if redis.call('EXISTS', key) == 1 then
-      table.insert(out, book)
-      table.insert(out, tostring(redis.call('INCRBY', key, units)))
+      table.insert(out, held[i])
+      table.insert(out, redis.call('INCRBY', key, tonumber(held[i + 1])))
     end
   end
 end
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[3], ARGV[2], 'EX', tonumber(ARGV[3]))
 return out

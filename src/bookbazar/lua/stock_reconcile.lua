@@ -1,54 +1,106 @@
--- Rebuild available-units counters exactly from a PostgreSQL snapshot.
--- The caller holds FOR SHARE locks on the books' rows, so on-hand stock and the set of
--- sold orders cannot change underneath; reservations made meanwhile are live in Redis.
--- KEYS[1] reservation index. ARGV[1] key prefix (with hash tag), ARGV[2] tombstone TTL,
--- ARGV[3] now (ms), ARGV[4] JSON snapshot:
---   {books: {bookId: onHand}, status: {orderId: status},
---    pending: {orderId: {bookId: units}}}   -- PAYMENT_PENDING orders' lines
--- Returns JSON {bookId: [before or null, after]} for every book in the snapshot.
-local prefix, ttl, now = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local snap = cjson.decode(ARGV[4])
+-- Make the stock keys agree with a PostgreSQL snapshot, exactly, while orders are being
+-- placed, paid and ended. The caller holds FOR SHARE locks on the books in scope, so no
+-- sale or restock of them commits meanwhile (a sale converts its hold while it holds
+-- those rows FOR UPDATE, and commits before letting go).
+-- KEYS[1] the holds index. ARGV[1] key prefix (with hash tag), ARGV[2] ended-marker TTL,
+-- ARGV[3] now (ms), ARGV[4] orphan cutoff (ms): a hold PostgreSQL does not own is only
+-- released if it was made before this; ARGV[5] the snapshot, JSON:
+--   books:   {bookId: onHand}            the books in scope (their counters are rebuilt)
+--   orders:  {orderId: [status, token]}  the orders of holds listed before the snapshot
+--                                        (status MISSING: no such order)
+--   pending: {orderId: [token, {bookId: units}]}  orders awaiting payment in scope
+-- Holds not listed in `orders` (made after the snapshot, or outside the scope) are left
+-- alone; their units still count as held. Ending a hold returns its units to counters
+-- outside the scope (as a release would); recreating a lost one takes them (as the
+-- reservation did). Returns JSON {counters: {bookId: [before|null, after]},
+-- holds: n, repaired: [[orderId, token, action], ...]}.
+local prefix, ttl, now, cutoff = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local snap = cjson.decode(ARGV[5])
 local sold = {PAID = 1, FULFILLING = 1, SHIPPED = 1, DELIVERED = 1, REFUND_PENDING = 1, REFUNDED = 1}
 local ended = {EXPIRED = 1, CANCELLED = 1, FAILED = 1}
+local repaired = {}
 
--- 1. Recreate lost reservations of orders still waiting for payment (unless they ended).
-for order, lines in pairs(snap.pending) do
-  local resv = prefix .. 'resv:' .. order
-  if redis.call('EXISTS', resv) == 0 and redis.call('EXISTS', prefix .. 'done:' .. order) == 0 then
-    for book, units in pairs(lines) do
-      redis.call('HSET', resv, book, units)
+local function outside(book, delta)
+  if snap.books[book] == nil then
+    local key = prefix .. 'avail:' .. book
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('INCRBY', key, delta)
     end
-    redis.call('ZADD', KEYS[1], now, order)
   end
 end
 
--- 2. Finish reservations left behind by a crash, then sum what is still held.
-local held = {}
-for _, order in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local resv = prefix .. 'resv:' .. order
-  local status = snap.status[order]
-  if status ~= nil and (sold[status] or ended[status]) then
-    redis.call('DEL', resv)
-    redis.call('ZREM', KEYS[1], order)
-    redis.call('SET', prefix .. 'done:' .. order, sold[status] and 'converted' or 'released', 'EX', ttl)
+-- 1. Every order awaiting payment holds its units under its own token.
+for order, entry in pairs(snap.pending) do
+  local token, lines = entry[1], entry[2]
+  local member = order .. ':' .. token
+  local hold = prefix .. 'hold:' .. member
+  if redis.call('EXISTS', hold) == 0 then
+    local marker = redis.call('GET', prefix .. 'ended:' .. member)
+    -- 'released': it ended after the snapshot was taken; the next run sees that status.
+    if marker ~= 'released' then
+      for book, units in pairs(lines) do
+        redis.call('HSET', hold, book, units)
+        -- 'converted' without a sale in PostgreSQL: the seller's transaction never
+        -- committed, and its conversion left the counters as the hold had them.
+        if marker ~= 'converted' then
+          outside(book, -units)
+        end
+      end
+      redis.call('ZADD', KEYS[1], now, member)
+      redis.call('DEL', prefix .. 'ended:' .. member)
+      table.insert(repaired, {order, token, marker and 'resurrected' or 'recreated'})
+    end
+  end
+end
+
+-- 2. End the holds PostgreSQL says are over; sum what stays held.
+local held, count = {}, 0
+local listed = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #listed, 2 do
+  local member, created = listed[i], tonumber(listed[i + 1])
+  local sep = string.find(member, ':', 1, true)
+  local order, token = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
+  local hold = prefix .. 'hold:' .. member
+  local lines = redis.call('HGETALL', hold)
+  count = count + 1
+  local info, action = snap.orders[order], nil
+  if info ~= nil then
+    if info[2] == token then
+      if sold[info[1]] then
+        action = 'converted'
+      elseif ended[info[1]] then
+        action = 'released'
+      end
+    elseif created < cutoff then
+      action = 'released' -- an orphan: no order owns this token
+    end
+  end
+  if action ~= nil then
+    if action == 'released' then
+      for j = 1, #lines, 2 do
+        outside(lines[j], tonumber(lines[j + 1]))
+      end
+    end
+    redis.call('DEL', hold)
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('SET', prefix .. 'ended:' .. member, action, 'EX', ttl)
+    table.insert(repaired, {order, token, action})
+  elseif #lines == 0 then
+    redis.call('ZREM', KEYS[1], member) -- an index entry whose hold is gone
   else
-    local lines = redis.call('HGETALL', resv)
-    if #lines == 0 then
-      redis.call('ZREM', KEYS[1], order)
-    end
-    for i = 1, #lines, 2 do
-      held[lines[i]] = (held[lines[i]] or 0) + tonumber(lines[i + 1])
+    for j = 1, #lines, 2 do
+      held[lines[j]] = (held[lines[j]] or 0) + tonumber(lines[j + 1])
     end
   end
 end
 
--- 3. available = on hand - held.
-local report = {}
+-- 3. available = on hand - held, for every book in scope.
+local counters = {}
 for book, on_hand in pairs(snap.books) do
   local key = prefix .. 'avail:' .. book
   local before = redis.call('GET', key)
   local after = on_hand - (held[book] or 0)
   redis.call('SET', key, after)
-  report[book] = {before and tonumber(before) or cjson.null, after}
+  counters[book] = {before and tonumber(before) or cjson.null, after}
 end
-return cjson.encode(report)
+return cjson.encode({counters = counters, holds = count, repaired = repaired})

@@ -13,6 +13,7 @@ from bookbazar.models.commerce import (
 )
 from bookbazar.models.events import OutboxEvent, SentNotification
 from bookbazar.models.payments import Payment, ProcessedWebhookEvent
+from bookbazar.models.stock import Restock, StockAudit
 from bookbazar.models.users import Role, User
 
 __all__ = [
@@ -27,8 +28,10 @@ __all__ = [
     "OutboxEvent",
     "Payment",
     "ProcessedWebhookEvent",
+    "Restock",
     "Role",
     "SentNotification",
     "Shipment",
+    "StockAudit",
     "User",
 ]

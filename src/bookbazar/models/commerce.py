@@ -104,6 +104,12 @@ class Order(Base):
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set when a payment arrived that does not match the order (amount/currency).
     review_reason: Mapped[str | None] = mapped_column(String(500))
+    # The fencing token of the stock hold this order owns (or owned last). Every release
+    # or conversion names it, so a late payment's new hold is never ended by a path that
+    # saw the old one (DESIGN.md §7.8).
+    hold_token: Mapped[str] = mapped_column(String(32), server_default="0")
+    # The cart version the order was built from: a replay empties that cart once more.
+    cart_version: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
     items: Mapped[list[OrderItem]] = relationship(

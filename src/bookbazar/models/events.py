@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer, String, Text, func, text
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,9 +22,19 @@ class OutboxEvent(Base):
             "created_at",
             postgresql_where=text("sent_at IS NULL"),
         ),
+        # The relay publishes an order's events in `seq` order and never one whose
+        # predecessor is still unsent.
+        Index(
+            "ix_outbox_order_unsent",
+            "order_id",
+            "seq",
+            postgresql_where=text("sent_at IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
+    # Commit-independent creation order (created_at is the transaction's start time).
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=False))
     type: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     user_id: Mapped[uuid.UUID | None]
@@ -40,11 +50,13 @@ class OutboxEvent(Base):
 
 
 class SentNotification(Base):
-    """An email sent for an event: the primary key makes each one go out once."""
+    """One email per (event, kind): claimed with a lease before sending, `sent_at` set
+    after. A claim whose lease ran out unsent (the sender died) may be taken again."""
 
     __tablename__ = "sent_notifications"
 
     event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     recipient: Mapped[str] = mapped_column(String(320))
-    sent_at: Mapped[datetime] = created_at()
+    claimed_at: Mapped[datetime] = created_at()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

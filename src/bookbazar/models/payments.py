@@ -29,9 +29,12 @@ class Payment(Base):
     redirect_url: Mapped[str | None] = mapped_column(String(1000))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    # created | succeeded | failed | mismatch | refund_pending | refunded
+    # created | succeeded | failed | refund_pending | refunded (PaymentStatus)
     status: Mapped[str] = mapped_column(String(20), default="created")
     refund_id: Mapped[str | None] = mapped_column(String(255))
+    # Why the money of this payment is (being) given back: a wrong amount or currency,
+    # or a second payment for an order already paid. Shown to operators.
+    review_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 

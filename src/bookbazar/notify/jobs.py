@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from bookbazar.kit.jobs import JobContext, JobRegistry
-from bookbazar.kit.queues import NOTIFY
 from bookbazar.notify import service
 from bookbazar.notify.render import KIND_FOR_EVENT
+from bookbazar.notify.schemas import NotifyJob
 from bookbazar.services import Services
 
 JOBS = JobRegistry()
 
 
-@JOBS.job(NOTIFY, service.NOTIFY_JOB)
-async def send_notification(ctx: JobContext) -> dict[str, Any]:
-    """data: the order event (id, type, orderId, userId, total, currency, data)."""
-    return {"result": await service.notify(ctx.services, ctx.data)}
+@JOBS.job(NotifyJob)
+async def send_notification(ctx: JobContext, job: NotifyJob) -> dict[str, Any]:
+    return {"result": await service.notify(ctx.services, job)}
 
 
 @JOBS.on_event(*KIND_FOR_EVENT)

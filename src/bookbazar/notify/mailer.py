@@ -38,18 +38,26 @@ def smtp_target(url: str) -> SmtpTarget:
     )
 
 
-def build_message(settings: Settings, to: str, email: Email) -> EmailMessage:
+def build_message(
+    settings: Settings, to: str, email: Email, message_key: str | None = None
+) -> EmailMessage:
+    """The MIME message. With `message_key` its Message-ID is derived from it, so a
+    message sent again (a retry after a crash) is recognisably the same one."""
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = to
     message["Subject"] = email.subject
-    message["Message-ID"] = make_msgid(domain="bookbazar.local")
+    message["Message-ID"] = (
+        f"<{message_key}@bookbazar.local>" if message_key else make_msgid(domain="bookbazar.local")
+    )
     message.set_content(email.text)
     message.add_alternative(email.html, subtype="html")
     return message
 
 
-async def send_email(settings: Settings, to: str, email: Email) -> bool:
+async def send_email(
+    settings: Settings, to: str, email: Email, *, message_key: str | None = None
+) -> bool:
     """Send (True) or, with no SMTP_URL configured, log it (False). Raises the SMTP
     error if the server refuses or cannot be reached (the job retries)."""
     if not settings.smtp_url:
@@ -57,7 +65,7 @@ async def send_email(settings: Settings, to: str, email: Email) -> bool:
         return False
     target = smtp_target(settings.smtp_url)
     await aiosmtplib.send(
-        build_message(settings, to, email),
+        build_message(settings, to, email, message_key),
         hostname=target.host,
         port=target.port,
         username=target.username,

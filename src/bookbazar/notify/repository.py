@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
+from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,8 +30,17 @@ async def order_lines(session: AsyncSession, order_id: uuid.UUID) -> list[tuple[
     return [(str(r.title), int(r.quantity), int(r.price) * int(r.quantity)) for r in rows]
 
 
-async def claim(session: AsyncSession, event_id: uuid.UUID, kind: str, to: str) -> bool:
-    """Claim the right to send this notification; False if it was claimed before."""
+class Claim(enum.Enum):
+    TAKEN = "taken"  # this run may send
+    HELD = "held"  # another run claimed it and its lease has not run out
+    SENT = "sent"  # it was sent
+
+
+async def claim(
+    session: AsyncSession, event_id: uuid.UUID, kind: str, to: str, lease_seconds: int
+) -> Claim:
+    """Claim the right to send this notification: a new claim, or one whose sender died
+    (unsent, its lease run out) taken over."""
     inserted = (
         await session.execute(
             pg_insert(SentNotification)
@@ -38,12 +49,47 @@ async def claim(session: AsyncSession, event_id: uuid.UUID, kind: str, to: str) 
             .returning(SentNotification.event_id)
         )
     ).scalar_one_or_none()
-    return inserted is not None
+    if inserted is not None:
+        return Claim.TAKEN
+    taken_over = (
+        await session.execute(
+            update(SentNotification)
+            .where(
+                SentNotification.event_id == event_id,
+                SentNotification.kind == kind,
+                SentNotification.sent_at.is_(None),
+                SentNotification.claimed_at < func.now() - timedelta(seconds=lease_seconds),
+            )
+            .values(claimed_at=func.now(), recipient=to)
+            .returning(SentNotification.event_id)
+        )
+    ).scalar_one_or_none()
+    if taken_over is not None:
+        return Claim.TAKEN
+    sent_at = (
+        await session.execute(
+            select(SentNotification.sent_at).where(
+                SentNotification.event_id == event_id, SentNotification.kind == kind
+            )
+        )
+    ).scalar_one_or_none()
+    return Claim.SENT if sent_at is not None else Claim.HELD
+
+
+async def mark_sent(session: AsyncSession, event_id: uuid.UUID, kind: str) -> None:
+    await session.execute(
+        update(SentNotification)
+        .where(SentNotification.event_id == event_id, SentNotification.kind == kind)
+        .values(sent_at=func.now())
+    )
 
 
 async def release(session: AsyncSession, event_id: uuid.UUID, kind: str) -> None:
+    """Give up an unsent claim (the send failed), so the retry may claim it at once."""
     await session.execute(
         delete(SentNotification).where(
-            SentNotification.event_id == event_id, SentNotification.kind == kind
+            SentNotification.event_id == event_id,
+            SentNotification.kind == kind,
+            SentNotification.sent_at.is_(None),
         )
     )

@@ -2,64 +2,114 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from bookbazar.models import Book, IdempotencyRecord, Order, OrderItem, Payment
+from bookbazar.models import IdempotencyRecord, Order, OrderItem, OrderStatus, Payment
 
 
-async def books_for_order(
-    session: AsyncSession, book_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, tuple[str, int, str]]:
-    rows = await session.execute(
-        select(Book.id, Book.title, Book.price, Book.currency).where(Book.id.in_(book_ids))
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """An order as placement inserts it: awaiting payment, its hold already made."""
+
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    key: str
+    total: int
+    currency: str
+    shipping_address: dict[str, Any] | None
+    expires_at: datetime
+    created_at: datetime
+    hold_token: str
+    cart_version: int
+    # (book id, title, unit price, quantity) in cart order
+    items: list[tuple[uuid.UUID, str, int, int]]
+    event_id: uuid.UUID
+    event: dict[str, Any]
+    # The idempotent answer for (user, key): fingerprint, body, kept until
+    request_hash: str
+    response: dict[str, Any]
+    answer_expires_at: datetime
+
+
+_INSERT_PLACED = text(
+    """
+    WITH new_order AS (
+      INSERT INTO orders (id, user_id, status, total, currency, idempotency_key,
+                          shipping_address, expires_at, hold_token, cart_version,
+                          created_at, updated_at)
+      VALUES (:order_id, :user_id, 'PAYMENT_PENDING', :total, :currency, :key,
+              CAST(:address AS jsonb), :expires_at, :hold_token, :cart_version,
+              :created_at, :created_at)
+      ON CONFLICT ON CONSTRAINT uq_orders_user_idempotency_key DO NOTHING
+      RETURNING id
+    ), items AS (
+      INSERT INTO order_items (order_id, book_id, title, price, quantity)
+      SELECT new_order.id, l.book_id, l.title, l.price, l.quantity
+      FROM new_order,
+           unnest(CAST(:book_ids AS uuid[]), CAST(:titles AS text[]),
+                  CAST(:prices AS bigint[]), CAST(:quantities AS integer[]))
+             WITH ORDINALITY AS l(book_id, title, price, quantity, n)
+      ORDER BY l.n
+    ), event AS (
+      INSERT INTO outbox_events (id, type, order_id, user_id, payload, attempts,
+                                 next_attempt_at, created_at)
+      SELECT :event_id, 'order.created', new_order.id, :user_id, CAST(:event AS jsonb), 0,
+             :created_at, :created_at
+      FROM new_order
+    ), answer AS (
+      INSERT INTO idempotency_records (user_id, key, request_hash, response_status,
+                                       response_body, created_at, expires_at)
+      SELECT :user_id, :key, :request_hash, 201, CAST(:response AS jsonb), :created_at,
+             :answer_expires_at
+      FROM new_order
+      ON CONFLICT DO NOTHING
     )
-    return {r.id: (r.title, r.price, r.currency) for r in rows}
+    SELECT id FROM new_order
+    """
+)
 
 
-async def insert_pending_order(
-    session: AsyncSession,
-    *,
-    order_id: uuid.UUID,
-    user_id: uuid.UUID,
-    key: str,
-    total: int,
-    currency: str,
-    shipping_address: dict[str, Any] | None,
-    items: list[dict[str, Any]],
-    created_at: datetime,
-) -> bool:
-    """Insert the order as PENDING with its items; False if (user, key) already exists
-    (the database constraint is the last idempotency guard)."""
-    inserted = (
-        await session.execute(
-            pg_insert(Order)
-            .values(
-                id=order_id,
-                user_id=user_id,
-                status="PENDING",
-                total=total,
-                currency=currency,
-                idempotency_key=key,
-                shipping_address=shipping_address,
-                created_at=created_at,
-                updated_at=created_at,
-            )
-            .on_conflict_do_nothing(constraint="uq_orders_user_idempotency_key")
-            .returning(Order.id)
-        )
-    ).scalar_one_or_none()
-    if inserted is None:
-        return False
-    await session.execute(insert(OrderItem), [{"order_id": order_id, **item} for item in items])
-    return True
+async def insert_placed_order(conn: AsyncConnection, order: NewOrder) -> bool:
+    """Insert the order awaiting payment with its items, its `order.created` outbox
+    event and its idempotent answer: one statement, so it is atomic on its own and costs
+    one round trip. False if (user, key) was used already (the database's unique
+    constraint is the last idempotency guard); then nothing was written."""
+    params = {
+        "order_id": order.order_id,
+        "user_id": order.user_id,
+        "total": order.total,
+        "currency": order.currency,
+        "key": order.key,
+        "address": None if order.shipping_address is None else _json(order.shipping_address),
+        "expires_at": order.expires_at,
+        "hold_token": order.hold_token,
+        "cart_version": order.cart_version,
+        "created_at": order.created_at,
+        "book_ids": [i[0] for i in order.items],
+        "titles": [i[1] for i in order.items],
+        "prices": [i[2] for i in order.items],
+        "quantities": [i[3] for i in order.items],
+        "event_id": order.event_id,
+        "event": _json(order.event),
+        "request_hash": order.request_hash,
+        "response": _json(order.response),
+        "answer_expires_at": order.answer_expires_at,
+    }
+    return (await conn.execute(_INSERT_PLACED, params)).first() is not None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 async def order_by_key(session: AsyncSession, user_id: uuid.UUID, key: str) -> Order | None:
@@ -85,19 +135,24 @@ async def save_idempotency_record(
     status: int,
     body: dict[str, Any],
     expires_at: datetime,
-) -> None:
-    await session.execute(
-        pg_insert(IdempotencyRecord)
-        .values(
-            user_id=user_id,
-            key=key,
-            request_hash=fingerprint,
-            response_status=status,
-            response_body=body,
-            expires_at=expires_at,
+) -> bool:
+    """Keep the answer for (user, key); False if the key has an answer already."""
+    saved = (
+        await session.execute(
+            pg_insert(IdempotencyRecord)
+            .values(
+                user_id=user_id,
+                key=key,
+                request_hash=fingerprint,
+                response_status=status,
+                response_body=body,
+                expires_at=expires_at,
+            )
+            .on_conflict_do_nothing()
+            .returning(IdempotencyRecord.key)
         )
-        .on_conflict_do_nothing()
-    )
+    ).scalar_one_or_none()
+    return saved is not None
 
 
 async def delete_expired_idempotency_records(session: AsyncSession, now: datetime) -> int:
@@ -164,20 +219,18 @@ async def list_orders(
     return [], int(total)
 
 
-async def stale_orders(
-    session: AsyncSession, *, pending_before: datetime, expired_before: datetime, limit: int
-) -> list[tuple[uuid.UUID, str]]:
-    """PENDING orders older than the grace period and PAYMENT_PENDING orders past expiry."""
+async def abandoned_pending(
+    session: AsyncSession, *, before: datetime, limit: int
+) -> list[uuid.UUID]:
+    """PENDING orders older than `before` (left by a placement of an earlier release,
+    which inserted the order before reserving, and died in between)."""
     rows = await session.execute(
-        text(
-            "SELECT id, status FROM orders WHERE "
-            "(status = 'PENDING' AND created_at < :pending_before) OR "
-            "(status = 'PAYMENT_PENDING' AND expires_at < :expired_before) "
-            "ORDER BY created_at LIMIT :limit"
-        ),
-        {"pending_before": pending_before, "expired_before": expired_before, "limit": limit},
+        select(Order.id)
+        .where(Order.status == OrderStatus.PENDING.value, Order.created_at < before)
+        .order_by(Order.created_at)
+        .limit(limit)
     )
-    return [(r.id, r.status) for r in rows]
+    return list(rows.scalars())
 
 
 async def statuses(session: AsyncSession, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -190,3 +243,147 @@ async def statuses(session: AsyncSession, order_ids: Sequence[uuid.UUID]) -> dic
 async def counts_by_status(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Order.status, func.count()).group_by(Order.status))
     return {str(row[0]): int(row[1]) for row in rows}
+
+
+# ---------------------------------------------------------------- ending orders
+
+
+@dataclass(frozen=True, slots=True)
+class DueOrder:
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    total: int
+    currency: str
+    hold_token: str
+    expires_at: datetime
+
+
+async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[DueOrder]:
+    """Move up to `limit` orders awaiting payment whose deadline passed to EXPIRED, in the
+    caller's transaction. Rows another transaction holds (a payment being settled) are
+    skipped: the next run sees how that ended."""
+    rows = await session.execute(
+        text(
+            "WITH due AS (SELECT id FROM orders WHERE status = 'PAYMENT_PENDING' "
+            "AND expires_at <= :now ORDER BY expires_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
+            "UPDATE orders o SET status = 'EXPIRED', updated_at = now() FROM due "
+            "WHERE o.id = due.id "
+            "RETURNING o.id, o.user_id, o.total, o.currency, o.hold_token, o.expires_at"
+        ),
+        {"now": now, "limit": limit},
+    )
+    return [
+        DueOrder(r.id, r.user_id, int(r.total), str(r.currency), str(r.hold_token), r.expires_at)
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class LockedOrder:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    total: int
+    currency: str
+    hold_token: str
+    expires_at: datetime | None
+
+
+async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> LockedOrder | None:
+    """The order's row, locked FOR UPDATE until the caller's transaction ends: every path
+    that decides what happens to an order's stock holds this lock (or updates the row)."""
+    row = (
+        await session.execute(
+            select(
+                Order.id,
+                Order.user_id,
+                Order.status,
+                Order.total,
+                Order.currency,
+                Order.hold_token,
+                Order.expires_at,
+            )
+            .where(Order.id == order_id)
+            .with_for_update()
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return LockedOrder(
+        row.id,
+        row.user_id,
+        str(row.status),
+        int(row.total),
+        str(row.currency),
+        row.hold_token,
+        row.expires_at,
+    )
+
+
+async def lock_books_of(session: AsyncSession, order_id: uuid.UUID) -> None:
+    """Lock the order's books FOR UPDATE in id order (no deadlock with reconcile's FOR
+    SHARE, which takes them in the same order)."""
+    await session.execute(
+        text(
+            "SELECT b.id FROM books b WHERE b.id IN "
+            "(SELECT book_id FROM order_items WHERE order_id = :o) ORDER BY b.id FOR UPDATE"
+        ),
+        {"o": order_id},
+    )
+
+
+async def decrement_on_hand(session: AsyncSession, order_id: uuid.UUID) -> None:
+    """Sold units leave the shelf; the CHECK (stock >= 0) is the last guard."""
+    await session.execute(
+        text(
+            "UPDATE books b SET stock = b.stock - t.units, updated_at = now() FROM "
+            "(SELECT book_id, SUM(quantity) AS units FROM order_items WHERE order_id = :o "
+            "GROUP BY book_id) t WHERE b.id = t.book_id"
+        ),
+        {"o": order_id},
+    )
+
+
+async def lines_of(session: AsyncSession, order_id: uuid.UUID) -> list[tuple[uuid.UUID, int]]:
+    rows = await session.execute(
+        select(OrderItem.book_id, OrderItem.quantity)
+        .where(OrderItem.order_id == order_id)
+        .order_by(OrderItem.id)
+    )
+    return [(r.book_id, int(r.quantity)) for r in rows]
+
+
+async def flag_for_review(session: AsyncSession, order_id: uuid.UUID, reason: str) -> None:
+    await session.execute(
+        update(Order).where(Order.id == order_id).values(review_reason=reason[:500])
+    )
+
+
+async def extend_deadline(
+    session: AsyncSession, order_id: uuid.UUID, *, target: datetime, cap_seconds: int
+) -> datetime | None:
+    """Move an order's deadline to `target`, but never past `created_at + cap_seconds`,
+    if it is awaiting payment. Returns the deadline it has now, or None if the order is not
+    awaiting payment."""
+    cap = timedelta(seconds=cap_seconds)
+    moved = (
+        await session.execute(
+            update(Order)
+            .where(
+                Order.id == order_id,
+                Order.status == OrderStatus.PAYMENT_PENDING.value,
+                Order.expires_at < func.least(target, Order.created_at + cap),
+            )
+            .values(expires_at=func.least(target, Order.created_at + cap))
+            .returning(Order.expires_at)
+        )
+    ).scalar_one_or_none()
+    if moved is not None:
+        return moved
+    current = (
+        await session.execute(select(Order.status, Order.expires_at).where(Order.id == order_id))
+    ).one_or_none()
+    if current is None or current.status != OrderStatus.PAYMENT_PENDING.value:
+        return None
+    deadline: datetime = current.expires_at
+    return deadline

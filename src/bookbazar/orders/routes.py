@@ -11,7 +11,7 @@ from bookbazar.db import SessionDep
 from bookbazar.kit.idempotency import HEADER, validate_key
 from bookbazar.kit.pagination import PageDep
 from bookbazar.kit.responses import ok
-from bookbazar.orders import service
+from bookbazar.orders import placement, service
 from bookbazar.orders.schemas import PlaceOrderIn
 from bookbazar.services import ServicesDep
 
@@ -34,7 +34,7 @@ async def place_order(
     body: Annotated[PlaceOrderIn | None, Body()] = None,
 ) -> Response:
     key = validate_key(idempotency_key)
-    placed = await service.place_order(services, user.id, key, body or PlaceOrderIn())
+    placed = await placement.place_order(services, user.id, key, body or PlaceOrderIn())
     headers = {"Idempotent-Replayed": "true"} if placed.replayed else None
     return JSONResponse(placed.body, status_code=placed.status, headers=headers)
 

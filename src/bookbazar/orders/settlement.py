@@ -1,9 +1,17 @@
-"""Payment outcomes applied to orders: the only code that turns a reservation into a sale.
+"""Payment outcomes applied to orders: the only code that turns a hold into a sale.
 
-A succeeded payment marks the order PAID in one transaction with the on-hand stock
-decrement and the outbox event; the Redis reservation is converted after the commit (a
-crash in between is repaired by the sweeper). A payment that arrives after the
-reservation ended re-reserves if stock allows, else the order goes to REFUND_PENDING.
+A sale is decided under the order's row lock (FOR UPDATE) and its books' row locks: the
+hold the order owns is converted in Redis, and only if that conversion succeeded is the
+order marked PAID, its on-hand stock decremented and `order.paid` written, in the same
+transaction. So exactly one path decides what happens to a hold: an expiry or a cancel
+(which update the same row) commits first and the sale sees it, or the sale commits
+first and they find the order PAID. If the process dies between the conversion and the
+commit, the hold is converted but nothing sold: the retried webhook converts it again
+(idempotent for its token), or the audit brings it back while the order awaits payment.
+
+A payment that arrives after the order EXPIRED or was CANCELLED makes a new hold under a
+fresh token (never the old one, which its ending path may be releasing right now), then
+sells with it the same way; without stock the order goes to REFUND_PENDING.
 """
 
 from __future__ import annotations
@@ -14,19 +22,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookbazar.inventory.service import Hold, ReserveResult, new_token
 from bookbazar.kit import faults
 from bookbazar.kit.clock import iso, utcnow
-from bookbazar.models import Order, OrderItem
 from bookbazar.models import OrderStatus as S
-from bookbazar.orders.service import release_and_announce, schedule_expiry
+from bookbazar.orders import repository as repo
 from bookbazar.orders.state import SOLD, transition
 from bookbazar.outbox.store import add_order_event
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
+ENDED = frozenset({S.EXPIRED, S.CANCELLED})
+# A late payment's new hold may be taken by the orphan repair if it waits too long; one
+# more try with a fresh hold is then made before refunding.
+_LATE_ATTEMPTS = 2
 
 
 class Settled(enum.StrEnum):
@@ -43,33 +54,6 @@ class Settlement:
     status: str | None
 
 
-async def _decrement_on_hand(session: AsyncSession, order_id: uuid.UUID) -> None:
-    """Sold units leave the shelf. Rows are locked in id order (no deadlocks with
-    reconcile's FOR SHARE); the CHECK (stock >= 0) is the last guard against overselling."""
-    await session.execute(
-        text(
-            "SELECT b.id FROM books b JOIN order_items oi ON oi.book_id = b.id "
-            "WHERE oi.order_id = :o ORDER BY b.id FOR UPDATE OF b"
-        ),
-        {"o": order_id},
-    )
-    await session.execute(
-        text(
-            "UPDATE books b SET stock = b.stock - t.units, updated_at = now() FROM "
-            "(SELECT book_id, SUM(quantity) AS units FROM order_items WHERE order_id = :o "
-            "GROUP BY book_id) t WHERE b.id = t.book_id"
-        ),
-        {"o": order_id},
-    )
-
-
-async def _lines(session: AsyncSession, order_id: uuid.UUID) -> list[tuple[uuid.UUID, int]]:
-    rows = await session.execute(
-        select(OrderItem.book_id, OrderItem.quantity).where(OrderItem.order_id == order_id)
-    )
-    return [(r.book_id, r.quantity) for r in rows]
-
-
 async def settle_payment(
     services: Services,
     order_id: uuid.UUID,
@@ -80,12 +64,11 @@ async def settle_payment(
     intent_id: str,
 ) -> Settlement:
     """Apply a succeeded payment. Idempotent: a second call reports ALREADY_PAID (or the
-    same REFUND/MISMATCH outcome without repeating effects). Never oversells: a late
-    payment only becomes a sale if the units can be reserved again."""
+    same REFUND/MISMATCH outcome without repeating effects). Never oversells: a sale is
+    recorded only with a hold that was converted, and a late payment only becomes a sale
+    if units can be held again."""
     async with services.sessionmaker() as session, session.begin():
-        order = (
-            await session.execute(select(Order).where(Order.id == order_id))
-        ).scalar_one_or_none()
+        order = await repo.lock_order(session, order_id)
         if order is None:
             return Settlement(Settled.UNKNOWN, None)
         status = S(order.status)
@@ -98,87 +81,144 @@ async def settle_payment(
                 f"payment {intent_id} via {provider} was {amount} {currency.upper()}, "
                 f"order total is {order.total} {order.currency}"
             )
-            await session.execute(
-                update(Order).where(Order.id == order_id).values(review_reason=reason[:500])
-            )
+            await repo.flag_for_review(session, order_id, reason)
             log.error("payment_mismatch", order_id=str(order_id), reason=reason)
             return Settlement(Settled.MISMATCH, status.value)
-        paid_now = status == S.PAYMENT_PENDING and await _mark_paid(
-            session, order_id, S.PAYMENT_PENDING, provider, intent_id
-        )
-    if paid_now:
+        if status is S.PAYMENT_PENDING and await _sell(
+            session, services, order, Hold(order_id, order.hold_token), provider, intent_id
+        ):
+            sold = True
+        elif status in ENDED or status is S.PAYMENT_PENDING:
+            sold = False
+        else:  # PENDING or FAILED: never placed, so never payable
+            return Settlement(Settled.REFUND, status.value)
+    if sold:
         faults.crash_point("payment:after-paid-commit")
-        await services.inventory.convert(order_id)
         log.info("order_paid", order_id=str(order_id), provider=provider)
         return Settlement(Settled.PAID, S.PAID.value)
-    # The reservation ended first (expiry or cancel won the race), or it never existed.
+    # The order ended first (expiry or cancel won the race), or its hold was gone.
     return await _settle_late(services, order_id, provider, intent_id)
 
 
-async def _status(session: AsyncSession, order_id: uuid.UUID) -> str:
-    value = (await session.execute(select(Order.status).where(Order.id == order_id))).scalar_one()
-    return str(value)
-
-
-async def _mark_paid(
-    session: AsyncSession, order_id: uuid.UUID, source: S, provider: str, intent_id: str
+async def _sell(
+    session: AsyncSession,
+    services: Services,
+    order: repo.LockedOrder,
+    hold: Hold,
+    provider: str,
+    intent_id: str,
 ) -> bool:
+    """With the order's row locked: lock its books, convert `hold` in Redis, and if that
+    worked mark the order PAID (owning `hold`) and take the units off the shelf. False
+    (nothing written) if the hold had been released."""
+    await repo.lock_books_of(session, order.id)
+    await faults.gate("settle:before-convert")
+    converted = await services.inventory.convert(hold)
+    if not converted.sold:
+        log.warning("hold_gone_at_sale", order_id=str(order.id), token=hold.token)
+        return False
+    faults.crash_point("payment:after-convert")
     moved = await transition(
         session,
-        order_id,
+        order.id,
         S.PAID,
-        from_=frozenset({source}),
-        values={"paid_at": utcnow(), "payment_provider": provider, "payment_intent_id": intent_id},
+        from_=frozenset({S(order.status)}),
+        values={
+            "paid_at": utcnow(),
+            "payment_provider": provider,
+            "payment_intent_id": intent_id,
+            "hold_token": hold.token,
+        },
         event_data={"provider": provider, "paymentIntentId": intent_id},
     )
-    if moved.applied:
-        await _decrement_on_hand(session, order_id)
-    return moved.applied
+    # The row is locked by this transaction: the guarded update cannot miss.
+    assert moved.applied, f"order {order.id} moved under its row lock"
+    await repo.decrement_on_hand(session, order.id)
+    return True
 
 
 async def _settle_late(
     services: Services, order_id: uuid.UUID, provider: str, intent_id: str
 ) -> Settlement:
-    """The order EXPIRED or was CANCELLED before the payment arrived."""
+    """The order EXPIRED or was CANCELLED before the payment arrived: sell it again if
+    units can be held under a new token, else REFUND_PENDING."""
     async with services.sessionmaker() as session:
-        lines = await _lines(session, order_id)
-        status = S(await _status(session, order_id))
-    if status in SOLD:
-        return Settlement(Settled.ALREADY_PAID, status.value)
-    if status not in (S.EXPIRED, S.CANCELLED):
-        return Settlement(Settled.REFUND, status.value)
-    outcome = await services.inventory.reserve(order_id, lines, after_release=True)
+        lines = await repo.lines_of(session, order_id)
+    for _ in range(_LATE_ATTEMPTS):
+        hold = Hold(order_id, new_token())
+        reserved = await services.inventory.reserve(hold, lines)
+        await faults.gate("settle:after-reserve")
+        outcome, status = await _decide_late(
+            services, order_id, hold, reserved, provider, intent_id
+        )
+        if outcome is not Settled.PAID and reserved.held:
+            await services.inventory.release(hold)  # ours, unused: only this token
+        if outcome is None:
+            continue  # our new hold was released before we could sell with it
+        if outcome is Settled.PAID:
+            if reserved.levels:
+                await services.emitter.emit_stock(reserved.levels)
+            log.info("late_payment_sold", order_id=str(order_id))
+        elif outcome is Settled.REFUND:
+            log.warning("late_payment_refund", order_id=str(order_id), status=status)
+        return Settlement(outcome, status)
+    return await _refund_late(services, order_id, provider, intent_id)
+
+
+async def _decide_late(
+    services: Services,
+    order_id: uuid.UUID,
+    hold: Hold,
+    reserved: ReserveResult,
+    provider: str,
+    intent_id: str,
+) -> tuple[Settled | None, str]:
+    """Under the order's row lock: sell with the new hold, or go to REFUND_PENDING, or
+    report what another path decided. None: the hold was lost; try again."""
     async with services.sessionmaker() as session, session.begin():
-        if outcome.reserved and await _mark_paid(session, order_id, status, provider, intent_id):
-            paid = True
-        else:
-            paid = False
-            await transition(
-                session,
-                order_id,
-                S.REFUND_PENDING,
-                from_=frozenset({status}),
-                values={"payment_provider": provider, "payment_intent_id": intent_id},
-            )
-    if paid:
-        await services.inventory.convert(order_id)
-        if outcome.available:
-            await services.emitter.emit_stock(outcome.available)
-        log.info("late_payment_sold", order_id=str(order_id), was=status.value)
-        return Settlement(Settled.PAID, S.PAID.value)
-    if outcome.reserved:
-        # Reserved but the order moved on meanwhile: give the units back.
-        await release_and_announce(services, order_id)
-    final = await _current(services, order_id)
-    log.warning("late_payment_refund", order_id=str(order_id), status=final)
-    if final in {s.value for s in SOLD}:
-        return Settlement(Settled.ALREADY_PAID, final)
-    return Settlement(Settled.REFUND, final)
+        order = await repo.lock_order(session, order_id)
+        assert order is not None
+        status = S(order.status)
+        if status in SOLD:
+            return Settled.ALREADY_PAID, status.value
+        if status in (S.REFUND_PENDING, S.REFUNDED):
+            return Settled.REFUND, status.value
+        if status not in ENDED and status is not S.PAYMENT_PENDING:
+            return Settled.REFUND, status.value
+        if reserved.held:
+            if await _sell(session, services, order, hold, provider, intent_id):
+                return Settled.PAID, S.PAID.value
+            return None, status.value
+        await _to_refund(session, order_id, status, provider, intent_id)
+        return Settled.REFUND, S.REFUND_PENDING.value
 
 
-async def _current(services: Services, order_id: uuid.UUID) -> str:
-    async with services.sessionmaker() as session:
-        return await _status(session, order_id)
+async def _refund_late(
+    services: Services, order_id: uuid.UUID, provider: str, intent_id: str
+) -> Settlement:
+    async with services.sessionmaker() as session, session.begin():
+        order = await repo.lock_order(session, order_id)
+        assert order is not None
+        status = S(order.status)
+        if status in SOLD:
+            return Settlement(Settled.ALREADY_PAID, status.value)
+        if status in ENDED or status is S.PAYMENT_PENDING:
+            await _to_refund(session, order_id, status, provider, intent_id)
+            status = S.REFUND_PENDING
+    log.warning("late_payment_refund", order_id=str(order_id), status=status.value)
+    return Settlement(Settled.REFUND, status.value)
+
+
+async def _to_refund(
+    session: AsyncSession, order_id: uuid.UUID, status: S, provider: str, intent_id: str
+) -> None:
+    await transition(
+        session,
+        order_id,
+        S.REFUND_PENDING,
+        from_=frozenset({status}),
+        values={"payment_provider": provider, "payment_intent_id": intent_id},
+    )
 
 
 async def record_payment_failure(services: Services, order_id: uuid.UUID, reason: str) -> bool:
@@ -186,9 +226,7 @@ async def record_payment_failure(services: Services, order_id: uuid.UUID, reason
     the reservation lapses); emits order.payment_failed. Returns False if the order is not
     awaiting payment (nothing to report)."""
     async with services.sessionmaker() as session, session.begin():
-        order = (
-            await session.execute(select(Order).where(Order.id == order_id).with_for_update())
-        ).scalar_one_or_none()
+        order = await repo.lock_order(session, order_id)
         if order is None or order.status != S.PAYMENT_PENDING.value:
             return False
         await add_order_event(
@@ -221,32 +259,19 @@ async def extend_reservation(
     services: Services, order_id: uuid.UUID, *, min_window_seconds: int
 ) -> datetime | None:
     """Make sure an order awaiting payment has at least `min_window_seconds` left (the
-    buyer is about to pay); schedules the matching expiry job. Returns the deadline, or
-    None if the order is not awaiting payment."""
-    target = utcnow() + timedelta(seconds=min_window_seconds)
+    buyer is about to pay), but never beyond RESERVATION_TTL_SECONDS +
+    PAYMENT_MIN_WINDOW_SECONDS after it was placed: calling it again and again cannot
+    hold the copies forever. Returns the deadline, or None if the order is not awaiting
+    payment. The scheduled expiry reads the deadline from the order, so nothing else
+    needs rescheduling."""
+    settings = services.settings
     async with services.sessionmaker() as session, session.begin():
-        row = (
-            await session.execute(
-                update(Order)
-                .where(
-                    Order.id == order_id,
-                    Order.status == S.PAYMENT_PENDING.value,
-                    Order.expires_at < target,
-                )
-                .values(expires_at=target)
-                .returning(Order.expires_at)
-            )
-        ).scalar_one_or_none()
-        if row is None:
-            current = (
-                await session.execute(
-                    select(Order.status, Order.expires_at).where(Order.id == order_id)
-                )
-            ).one_or_none()
-            if current is None or current.status != S.PAYMENT_PENDING.value:
-                return None
-            deadline: datetime = current.expires_at
-            return deadline
-    await schedule_expiry(services, order_id, row)
-    log.info("reservation_extended", order_id=str(order_id), until=iso(row))
-    return row
+        deadline = await repo.extend_deadline(
+            session,
+            order_id,
+            target=utcnow() + timedelta(seconds=min_window_seconds),
+            cap_seconds=settings.reservation_ttl_seconds + settings.payment_min_window_seconds,
+        )
+    if deadline is not None:
+        log.debug("reservation_deadline", order_id=str(order_id), until=iso(deadline))
+    return deadline

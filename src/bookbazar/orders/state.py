@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from bookbazar.inventory.service import Hold
 from bookbazar.models import Order
 from bookbazar.models import OrderStatus as S
 from bookbazar.outbox.store import add_order_event
@@ -64,6 +65,12 @@ class Transition:
     total: int = 0
     currency: str = ""
     event_id: uuid.UUID | None = None
+    # The hold this order owns (the one a release or conversion after this must name).
+    hold_token: str | None = None
+
+    @property
+    def hold(self) -> Hold | None:
+        return None if self.hold_token is None else Hold(self.order_id, self.hold_token)
 
     @property
     def ok(self) -> bool:
@@ -88,16 +95,20 @@ async def transition(
         update(Order)
         .where(Order.id == order_id, Order.status.in_([s.value for s in sources]), *extra_where)
         .values(status=target.value, updated_at=func.now(), **(values or {}))
-        .returning(Order.user_id, Order.total, Order.currency)
+        .returning(Order.user_id, Order.total, Order.currency, Order.hold_token)
     )
     row = (await session.execute(stmt)).one_or_none()
     if row is None:
         current = (
-            await session.execute(select(Order.status).where(Order.id == order_id))
-        ).scalar_one_or_none()
+            await session.execute(
+                select(Order.status, Order.hold_token).where(Order.id == order_id)
+            )
+        ).one_or_none()
         if current is None:
             raise LookupError(f"order {order_id} does not exist")
-        return Transition(order_id, target, S(current), applied=False)
+        return Transition(
+            order_id, target, S(current.status), applied=False, hold_token=current.hold_token
+        )
     event_id = None
     event_type = EVENT_FOR.get(target)
     if event_type is not None:
@@ -120,4 +131,5 @@ async def transition(
         total=row.total,
         currency=row.currency,
         event_id=event_id,
+        hold_token=row.hold_token,
     )

@@ -1,7 +1,10 @@
-"""The outbox relay: publishes unsent events at least once, in order of creation.
+"""The outbox relay: publishes unsent events at least once, each order's in order.
 
 Several relays may run at once: each batch is claimed with FOR UPDATE SKIP LOCKED, so in
-the normal case no event is sent twice. A failed event is retried with backoff.
+the normal case no event is sent twice. An event is only claimed when no earlier event of
+its order is still unsent (backed off after a failure, or claimed by another relay), so
+an order's events are never published out of order. A failed event is retried with
+backoff, and its order's later events wait for it.
 """
 
 from __future__ import annotations
@@ -44,9 +47,11 @@ async def relay_once(services: Services, hooks: Mapping[str, Sequence[EventHook]
         rows = (
             await session.execute(
                 text(
-                    "SELECT id, type, order_id, payload, attempts FROM outbox_events "
-                    "WHERE sent_at IS NULL AND next_attempt_at <= now() "
-                    "ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED"
+                    "SELECT e.id, e.type, e.order_id, e.payload, e.attempts FROM outbox_events e "
+                    "WHERE e.sent_at IS NULL AND e.next_attempt_at <= now() "
+                    "AND NOT EXISTS (SELECT 1 FROM outbox_events p WHERE p.order_id = e.order_id "
+                    "AND p.sent_at IS NULL AND p.seq < e.seq) "
+                    "ORDER BY e.seq LIMIT :batch FOR UPDATE SKIP LOCKED"
                 ),
                 {"batch": BATCH},
             )
@@ -106,6 +111,7 @@ async def relay_loop(
     interval = services.settings.outbox_poll_seconds
     while not stop.is_set():
         handled = await relay_once(services, hooks)
-        if handled < BATCH:
+        # Something was sent: its order's next event (held back until now) may be ready.
+        if handled == 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookbazar.models import Order, OrderStatus, Payment, ProcessedWebhookEvent
+from bookbazar.models import Order, OrderStatus, Payment, ProcessedWebhookEvent, User
 from bookbazar.payments.schemas import OPEN_PAYMENT, PAYMENT_SOURCES, PaymentStatus
 
 
@@ -83,12 +83,15 @@ async def set_payment_status(
     target: PaymentStatus,
     *,
     refund_id: str | None = None,
+    review_reason: str | None = None,
 ) -> bool:
     """Guarded: only from the statuses `target` may follow. True if it moved (or was
     already there)."""
     values: dict[str, object] = {"status": target.value, "updated_at": func.now()}
     if refund_id is not None:
         values["refund_id"] = refund_id
+    if review_reason is not None:
+        values["review_reason"] = review_reason[:500]
     sources = [s.value for s in PAYMENT_SOURCES[target]]
     moved = (
         await session.execute(
@@ -156,19 +159,46 @@ async def payments_to_verify(
 async def refunds_outstanding(
     session: AsyncSession, *, updated_before: datetime, limit: int
 ) -> list[uuid.UUID]:
-    """Payments of orders waiting for a refund for a while (a lost refund job)."""
+    """Payments waiting for their refund for a while (a lost or failing refund job)."""
     rows = await session.execute(
         select(Payment.id)
-        .join(
-            Order,
-            (Order.payment_provider == Payment.provider)
-            & (Order.payment_intent_id == Payment.intent_id),
-        )
         .where(
-            Order.status == OrderStatus.REFUND_PENDING.value,
-            Order.updated_at < updated_before,
+            Payment.status == PaymentStatus.REFUND_PENDING.value,
+            Payment.updated_at < updated_before,
         )
-        .order_by(Order.updated_at)
+        .order_by(Payment.updated_at)
         .limit(limit)
     )
     return list(rows.scalars())
+
+
+async def payments_for_review(
+    session: AsyncSession, *, offset: int, limit: int
+) -> tuple[list[tuple[Payment, str]], int]:
+    """Payments whose money is (being) given back, newest first, with the buyer's email."""
+    statuses = [
+        PaymentStatus.MISMATCH.value,
+        PaymentStatus.REFUND_PENDING.value,
+        PaymentStatus.REFUNDED.value,
+    ]
+    rows = (
+        await session.execute(
+            select(Payment, User.email, func.count().over().label("total"))
+            .join(Order, Order.id == Payment.order_id)
+            .join(User, User.id == Order.user_id)
+            .where(Payment.status.in_(statuses))
+            .order_by(Payment.updated_at.desc(), Payment.id)
+            .offset(offset)
+            .limit(limit)
+        )
+    ).all()
+    total = int(rows[0].total) if rows else 0
+    if not rows and offset:
+        total = int(
+            (
+                await session.execute(
+                    select(func.count()).select_from(Payment).where(Payment.status.in_(statuses))
+                )
+            ).scalar_one()
+        )
+    return [(r[0], str(r[1])) for r in rows], total

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any
 
-import httpx
 import structlog
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from bookbazar.kit.queues import PAYMENT
 from bookbazar.models import Payment
 from bookbazar.payments import repository as repo
-from bookbazar.payments.providers import is_enabled
+from bookbazar.payments.providers import get_provider, is_enabled
 from bookbazar.payments.providers.sandbox import SandboxProvider, build_event
+from bookbazar.payments.schemas import SandboxDeliveryJob
 from bookbazar.services import Services, ServicesDep
 
 log = structlog.get_logger(__name__)
 
-DELIVER_JOB = "sandbox:deliver"
 WEBHOOK_PATH = "/api/v1/payments/webhook/sandbox"
 
 router = APIRouter(prefix="/sandbox/checkout", tags=["sandbox"], include_in_schema=False)
@@ -96,24 +93,21 @@ async def _submit(services: Services, intent_id: str, outcome: str) -> HTMLRespo
     payment = await _payment(services, intent_id)
     if payment is None:
         return _not_found()
-    provider = SandboxProvider(services.settings, services.redis)
+    provider = _sandbox(services)
     charge = await provider.charge(payment.intent_id, outcome, payment.amount, payment.currency)
     if not charge.recorded and outcome == "failed":
         return _page("Already paid", "<p>This payment was completed already.</p>", 409)
     # Paying twice re-enqueues the first payment's event: same job id, one delivery.
-    await services.queues.add(
-        PAYMENT,
-        DELIVER_JOB,
-        {
-            "eventId": charge.event_id,
-            "outcome": "succeeded" if charge.status != "failed" else "failed",
-            "intentId": payment.intent_id,
-            "orderId": str(payment.order_id),
-            "amount": payment.amount,
-            "currency": payment.currency,
-            "created": int(time.time()),
-        },
-        job_id=charge.event_id,
+    await services.queues.enqueue(
+        SandboxDeliveryJob(
+            event_id=charge.event_id,
+            outcome="succeeded" if charge.status != "failed" else "failed",
+            intent_id=payment.intent_id,
+            order_id=payment.order_id,
+            amount=payment.amount,
+            currency=payment.currency,
+            created=int(time.time()),
+        )
     )
     log.info("sandbox_checkout", order_id=str(payment.order_id), outcome=outcome)
     back = (
@@ -131,27 +125,33 @@ async def _submit(services: Services, intent_id: str, outcome: str) -> HTMLRespo
     )
 
 
-async def deliver_event(services: Services, data: dict[str, Any]) -> int:
-    """POST one signed event to the webhook URL. The body is rebuilt identically on every
-    attempt; only the signature's timestamp is fresh. Raises until acknowledged."""
-    provider = SandboxProvider(services.settings, services.redis)
+def _sandbox(services: Services) -> SandboxProvider:
+    provider = get_provider(services, SandboxProvider.name)
+    assert isinstance(provider, SandboxProvider)
+    return provider
+
+
+async def deliver_event(services: Services, job: SandboxDeliveryJob) -> int:
+    """POST one signed event to the webhook URL, as a provider would (through the
+    process's long-lived HTTP client). The body is rebuilt identically on every attempt;
+    only the signature's timestamp is fresh. Raises until acknowledged."""
     payload = build_event(
-        event_id=str(data["eventId"]),
-        outcome=str(data["outcome"]),
-        intent_id=str(data["intentId"]),
-        order_id=str(data["orderId"]),
-        amount=int(data["amount"]),
-        currency=str(data["currency"]),
-        created=int(data["created"]),
+        event_id=job.event_id,
+        outcome=job.outcome,
+        intent_id=job.intent_id,
+        order_id=job.order_id,
+        amount=job.amount,
+        currency=job.currency,
+        created=job.created,
     )
-    url = services.settings.base_url + WEBHOOK_PATH
     headers = {
         "Content-Type": "application/json",
-        "Stripe-Signature": provider.sign(payload),
+        "Stripe-Signature": _sandbox(services).sign(payload),
         "User-Agent": "BookBazar-Sandbox/1.0",
     }
-    async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.post(url, content=payload.encode(), headers=headers)
+    response = await services.http.post(
+        services.settings.base_url + WEBHOOK_PATH, content=payload.encode(), headers=headers
+    )
     if not 200 <= response.status_code < 300:
         raise WebhookNotAcknowledged(f"webhook answered {response.status_code}")
     return response.status_code

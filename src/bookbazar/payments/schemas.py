@@ -3,7 +3,9 @@ from __future__ import annotations
 import enum
 import uuid
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from bookbazar.kit.queues import PAYMENT, JobPayload, job_id
 
 
 class PaymentStatus(enum.StrEnum):
@@ -12,8 +14,10 @@ class PaymentStatus(enum.StrEnum):
     CREATED = "created"
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # declined; the buyer may pay again
-    MISMATCH = "mismatch"  # paid, but not the order's amount/currency: held for review
-    REFUND_PENDING = "refund_pending"
+    # Paid but not applied (wrong amount/currency, or the order was paid already): an
+    # earlier release held these for review; now they are refunded (REFUND_PENDING).
+    MISMATCH = "mismatch"
+    REFUND_PENDING = "refund_pending"  # the money goes back: a refund job is queued
     REFUNDED = "refunded"
 
 
@@ -23,9 +27,16 @@ PAYMENT_SOURCES: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     PaymentStatus.SUCCEEDED: frozenset({PaymentStatus.CREATED, PaymentStatus.FAILED}),
     PaymentStatus.FAILED: frozenset({PaymentStatus.CREATED, PaymentStatus.FAILED}),
     PaymentStatus.MISMATCH: frozenset({PaymentStatus.CREATED, PaymentStatus.FAILED}),
-    PaymentStatus.REFUND_PENDING: frozenset({PaymentStatus.CREATED, PaymentStatus.FAILED}),
+    PaymentStatus.REFUND_PENDING: frozenset(
+        {PaymentStatus.CREATED, PaymentStatus.FAILED, PaymentStatus.MISMATCH}
+    ),
     PaymentStatus.REFUNDED: frozenset(
-        {PaymentStatus.CREATED, PaymentStatus.FAILED, PaymentStatus.REFUND_PENDING}
+        {
+            PaymentStatus.CREATED,
+            PaymentStatus.FAILED,
+            PaymentStatus.MISMATCH,
+            PaymentStatus.REFUND_PENDING,
+        }
     ),
 }
 OPEN_PAYMENT = frozenset({PaymentStatus.CREATED, PaymentStatus.FAILED})
@@ -35,3 +46,54 @@ class InitPaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     orderId: uuid.UUID
+
+
+# ---------------------------------------------------------------- job payloads
+
+
+class RefundJob(JobPayload):
+    """Give one payment's money back (payment:refund)."""
+
+    queue = PAYMENT
+    name = "payment:refund"
+
+    payment_id: uuid.UUID = Field(alias="paymentId")
+    order_id: uuid.UUID = Field(alias="orderId")
+    # A fresh id for a re-enqueue by the watchdog (the first job may be kept as failed).
+    attempt_window: str = Field(default="", alias="attemptWindow")
+
+    def job_id(self) -> str:
+        window = [self.attempt_window] if self.attempt_window else []
+        return job_id("refund", self.payment_id, *window)
+
+
+class VerifyJob(JobPayload):
+    """Ask the provider whether an open intent was paid (payment:verify)."""
+
+    queue = PAYMENT
+    name = "payment:verify"
+
+    payment_id: uuid.UUID = Field(alias="paymentId")
+    # "final" for the check after an order ended, else the watchdog's time window.
+    window: str
+
+    def job_id(self) -> str:
+        return job_id("verify", self.payment_id, self.window)
+
+
+class SandboxDeliveryJob(JobPayload):
+    """The sandbox provider posting its signed webhook to the service (sandbox:deliver)."""
+
+    queue = PAYMENT
+    name = "sandbox:deliver"
+
+    event_id: str = Field(alias="eventId")
+    outcome: str
+    intent_id: str = Field(alias="intentId")
+    order_id: uuid.UUID = Field(alias="orderId")
+    amount: int
+    currency: str
+    created: int
+
+    def job_id(self) -> str:
+        return self.event_id

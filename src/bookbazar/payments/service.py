@@ -20,7 +20,6 @@ from prometheus_client import Counter
 from bookbazar.errors import BadGateway, BadRequest, Conflict, NotFound, ServiceUnavailable
 from bookbazar.kit import faults
 from bookbazar.kit.clock import iso
-from bookbazar.kit.queues import PAYMENT
 from bookbazar.models import OrderStatus, Payment
 from bookbazar.orders import repository as orders_repo
 from bookbazar.orders.settlement import (
@@ -43,12 +42,11 @@ from bookbazar.payments.providers.base import (
     SignatureError,
     WebhookEvent,
 )
-from bookbazar.payments.schemas import OPEN_PAYMENT, PaymentStatus
+from bookbazar.payments.schemas import OPEN_PAYMENT, PaymentStatus, RefundJob
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
 
-REFUND_JOB = "payment:refund"
 WEBHOOKS = Counter(
     "bookbazar_payment_webhooks_total",
     "Provider webhooks by provider and result",
@@ -162,7 +160,9 @@ async def apply_success(
     services: Services, payment: Payment, amount: int, currency: str
 ) -> WebhookResult:
     """A provider says this intent was paid `amount` `currency`: settle the order (PAID,
-    late re-reservation, or refund), flag a mismatch, and update the payment row.
+    or a late re-reservation), and when the money cannot be applied (wrong amount or
+    currency, a second payment for a paid order, paid too late with no stock left) give
+    it back: the payment goes to REFUND_PENDING with the reason, and a refund job runs.
     Idempotent: a repeat reports the same outcome without repeating any effect."""
     settlement = await settle_payment(
         services,
@@ -176,28 +176,30 @@ async def apply_success(
     if outcome is Settled.UNKNOWN:
         log.warning("payment_for_missing_order", order_id=str(payment.order_id))
         return WebhookResult.IGNORED
+    reason: str | None = None
     if outcome is Settled.REFUND:
-        # REFUND_PENDING is committed; the job refunds through the provider (retried).
-        await enqueue_refund(services, payment)
-        target, result = PaymentStatus.REFUND_PENDING, WebhookResult.REFUND
+        reason = f"paid while the order was {settlement.status}: no stock to sell it again"
+        result = WebhookResult.REFUND
     elif outcome is Settled.MISMATCH:
-        log.error(
-            "payment_flagged_for_review",
-            order_id=str(payment.order_id),
-            provider=payment.provider,
-            amount=amount,
-            currency=currency,
+        reason = (
+            f"paid {amount} {currency.upper()} for an order of {payment.amount} {payment.currency}"
         )
-        target, result = PaymentStatus.MISMATCH, WebhookResult.MISMATCH
+        result = WebhookResult.MISMATCH
     elif outcome is Settled.ALREADY_PAID and not await _paid_by(services, payment):
-        # The order was paid through another intent: this is a second payment.
-        log.error("duplicate_payment_flagged_for_review", order_id=str(payment.order_id))
-        target, result = PaymentStatus.MISMATCH, WebhookResult.MISMATCH
+        reason = "a second payment for an order that was paid already"
+        result = WebhookResult.MISMATCH
     else:
-        target = PaymentStatus.SUCCEEDED
         result = WebhookResult.PAID if outcome is Settled.PAID else WebhookResult.ALREADY_PAID
     async with services.sessionmaker() as session, session.begin():
-        await repo.set_payment_status(session, payment.id, target)
+        if reason is None:
+            await repo.set_payment_status(session, payment.id, PaymentStatus.SUCCEEDED)
+        else:
+            await repo.set_payment_status(
+                session, payment.id, PaymentStatus.REFUND_PENDING, review_reason=reason
+            )
+    if reason is not None:
+        log.error("payment_refunded_for_review", provider=payment.provider, reason=reason)
+        await enqueue_refund(services, payment)
     return result
 
 
@@ -226,12 +228,9 @@ async def apply_failure(services: Services, payment: Payment, reason: str) -> We
     return WebhookResult.FAILED
 
 
-async def enqueue_refund(services: Services, payment: Payment, *, suffix: str = "") -> None:
-    await services.queues.add(
-        PAYMENT,
-        REFUND_JOB,
-        {"orderId": str(payment.order_id), "paymentId": str(payment.id)},
-        job_id=f"refund-{payment.order_id}{suffix}",
+async def enqueue_refund(services: Services, payment: Payment, *, window: str = "") -> None:
+    await services.queues.enqueue(
+        RefundJob(payment_id=payment.id, order_id=payment.order_id, attempt_window=window)
     )
 
 

@@ -96,6 +96,10 @@ class PaymentProvider(abc.ABC):
         """Refund `amount` of a succeeded intent; returns the refund id. Calling it again
         with the same key returns the same refund. Raises ProviderError."""
 
+    async def aclose(self) -> None:
+        """Close what the provider keeps open (its HTTP client); it lives per process."""
+        return None
+
 
 def parse_order_id(value: object) -> uuid.UUID | None:
     """An order id from provider metadata, or None when absent or not a UUID."""

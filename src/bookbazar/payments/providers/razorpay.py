@@ -1,13 +1,18 @@
 """Razorpay through its official SDK: orders API, signed webhooks, refunds.
 
-The SDK is synchronous (requests), so each call runs in a worker thread. Webhooks carry
-no timestamp: the `x-razorpay-event-id` dedupe is the only replay guard.
+The SDK is synchronous (requests), so each call runs in a worker thread. The signature
+covers the body only, not the `x-razorpay-event-id` header, so events are deduplicated on
+signed fields (the event type and the payment's or order's id: a replayed body under a
+new header id is still a duplicate), and an event whose signed `created_at` is older than
+RAZORPAY_WEBHOOK_TOLERANCE_SECONDS is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -28,7 +33,9 @@ from bookbazar.payments.providers.base import (
 from bookbazar.payments.providers.stripe import header
 
 SIGNATURE_HEADER = "x-razorpay-signature"
-EVENT_ID_HEADER = "x-razorpay-event-id"
+# Razorpay retries a webhook for up to 24 hours; older events are refused as replays.
+DEFAULT_TOLERANCE_SECONDS = 26 * 3600
+CLOCK_SKEW = 300
 _EVENT_KINDS = {
     "payment.captured": EventKind.SUCCEEDED,
     "order.paid": EventKind.SUCCEEDED,
@@ -47,15 +54,33 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def signed_event_id(event: dict[str, Any], raw_body: bytes) -> str:
+    """The dedupe id from signed fields: the event type and the id of what it is about
+    (the payment, else the order), or a digest of the whole signed body."""
+    body = event.get("payload") if isinstance(event.get("payload"), dict) else {}
+    assert isinstance(body, dict)
+    subject = _entity(body, "payment").get("id") or _entity(body, "order").get("id")
+    if not isinstance(subject, str) or not subject:
+        subject = hashlib.sha256(raw_body).hexdigest()[:32]
+    return f"{event['event'][:60]}:{subject[:120]}"
+
+
 class RazorpayProvider(PaymentProvider):
     name = "razorpay"
 
     def __init__(
-        self, key_id: str, key_secret: str, webhook_secret: str, base_url: str | None = None
+        self,
+        key_id: str,
+        key_secret: str,
+        webhook_secret: str,
+        base_url: str | None = None,
+        *,
+        tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
     ) -> None:
         options = {"base_url": base_url} if base_url else {}
         self._client: Any = razorpay.Client(auth=(key_id, key_secret), **options)
         self._webhook_secret = webhook_secret
+        self._tolerance = tolerance_seconds
 
     async def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
@@ -78,7 +103,6 @@ class RazorpayProvider(PaymentProvider):
 
     def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         signature = header(headers, SIGNATURE_HEADER)
-        event_id = header(headers, EVENT_ID_HEADER)
         if not signature:
             raise SignatureError("missing X-Razorpay-Signature header")
         try:
@@ -89,16 +113,17 @@ class RazorpayProvider(PaymentProvider):
             self._client.utility.verify_webhook_signature(payload, signature, self._webhook_secret)
         except razorpay.errors.SignatureVerificationError as exc:
             raise SignatureError("Razorpay signature verification failed") from exc
-        if not event_id:
-            # Without a timestamp the event id is the only replay guard: required.
-            raise SignatureError("missing X-Razorpay-Event-Id header")
         try:
             event = json.loads(payload)
         except ValueError as exc:
             raise SignatureError("webhook body is not JSON") from exc
         if not isinstance(event, dict) or not isinstance(event.get("event"), str):
             raise SignatureError("webhook body is not a Razorpay event")
-        return self._parse(event_id[:255], event)
+        created = _int(event.get("created_at"))
+        now = time.time()
+        if created is None or created < now - self._tolerance or created > now + CLOCK_SKEW:
+            raise SignatureError("webhook event is too old (or from the future)")
+        return self._parse(signed_event_id(event, raw_body), event)
 
     @staticmethod
     def _parse(event_id: str, event: dict[str, Any]) -> WebhookEvent:

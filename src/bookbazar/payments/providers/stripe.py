@@ -111,21 +111,28 @@ class StripeProvider(PaymentProvider):
         self._api_key = api_key
         self._webhook_secret = webhook_secret
         self._api_base = api_base
+        self._http: stripe.HTTPXClient | None = None
+        self._stripe: stripe.StripeClient | None = None
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[stripe.StripeClient]:
-        # A fresh async HTTP client per operation: it is bound to the running event loop.
-        http_client = stripe.HTTPXClient(timeout=20)
-        base = {"api": self._api_base} if self._api_base else None
-        try:
-            yield stripe.StripeClient(
+        # One client for the process's life (made on first use, in the process's loop):
+        # its connections and TLS sessions are reused by every call.
+        if self._stripe is None:
+            self._http = stripe.HTTPXClient(timeout=20)
+            base = {"api": self._api_base} if self._api_base else None
+            self._stripe = stripe.StripeClient(
                 self._api_key,
                 base_addresses=base,  # type: ignore[arg-type]
-                http_client=http_client,
+                http_client=self._http,
                 max_network_retries=2,
             )
-        finally:
-            await http_client.close_async()  # type: ignore[no-untyped-call]
+        yield self._stripe
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close_async()  # type: ignore[no-untyped-call]
+            self._http = self._stripe = None
 
     async def create_intent(self, request: PaymentRequest) -> Intent:
         try:

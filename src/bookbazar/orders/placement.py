@@ -1,0 +1,291 @@
+"""Placing an order: idempotent per key, all-or-nothing reservation, one database write.
+
+The crash story, step by step:
+1. The Idempotency-Key is claimed in Redis (a second request while this one runs: 409).
+2. Every line is reserved in one Lua script under a fresh hold (order id + token).
+3. One SQL statement inserts the order awaiting payment, its items, its `order.created`
+   outbox event and its idempotent answer. If the process dies between 2 and 3, the hold
+   has no order: the sweeper releases it after PENDING_GRACE_SECONDS; the client's retry
+   with the same key places the order anew. If (user, key) was used already, the
+   statement writes nothing and the hold is released.
+4. After the commit the cart is emptied and the new stock levels are announced (best
+   effort: a replay of the answer empties the cart too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from bookbazar.cart import service as cart_service
+from bookbazar.errors import BadRequest, Conflict, error_body
+from bookbazar.inventory.service import Hold, Reserve, ReserveResult, new_token
+from bookbazar.kit import faults
+from bookbazar.kit.clock import iso, utcnow
+from bookbazar.kit.idempotency import (
+    IdempotencyStore,
+    StoredResponse,
+    check_fingerprint,
+    request_fingerprint,
+)
+from bookbazar.kit.responses import envelope
+from bookbazar.models import OrderStatus as S
+from bookbazar.orders import repository as repo
+from bookbazar.orders.schemas import PlaceOrderIn
+from bookbazar.orders.service import load_presented, present_items
+from bookbazar.outbox.store import order_event
+from bookbazar.services import Services
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedOrder:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+async def place_order(
+    services: Services, user_id: uuid.UUID, key: str, body: PlaceOrderIn
+) -> PlacedOrder:
+    """Place an order from the user's cart, once per Idempotency-Key.
+
+    Reserves every line atomically (all or nothing) and answers 201 with the order in
+    PAYMENT_PENDING, or 409 listing each short line (nothing reserved). The same key with
+    the same body replays the first answer; with another body -> 422; while the first is
+    running -> 409. Raises BadRequest for an empty cart.
+    """
+    fingerprint = request_fingerprint(body.fingerprint_body())
+    store = IdempotencyStore(services.redis, services.settings.idempotency_ttl_seconds)
+    stored = await store.claim(user_id, key, fingerprint)
+    if stored is not None:
+        if stored.status == 201:
+            await replay_clears_cart(services, user_id, stored.body)
+        return PlacedOrder(stored.status, stored.body, replayed=True)
+    try:
+        placed = await _place(services, user_id, key, fingerprint, body)
+    except BaseException:
+        # No answer was stored for this key, so the claim goes: the client may fix the
+        # cause (or wait out an outage) and retry. PostgreSQL's unique (user, key) is the
+        # guard that a retry can never place or reserve a second time.
+        with contextlib.suppress(Exception):
+            await store.abandon(user_id, key)
+        raise
+    # Also a replay answered from PostgreSQL (Redis had forgotten the key, or the first
+    # request died): left "running", every retry for a minute would get a spurious 409.
+    await store.complete(user_id, key, fingerprint, StoredResponse(placed.status, placed.body))
+    return placed
+
+
+async def _place(
+    services: Services, user_id: uuid.UUID, key: str, fingerprint: str, body: PlaceOrderIn
+) -> PlacedOrder:
+    lines, cart_version = await cart_service.cart_lines(services, user_id)
+    if not lines:
+        # A replay after Redis forgot the key finds the cart already emptied by the order.
+        async with services.sessionmaker() as session:
+            used = await repo.order_by_key(session, user_id, key)
+            recorded = await repo.idempotency_record(session, user_id, key)
+        if used is not None or recorded is not None:
+            return await _replay_from_database(services, user_id, key, fingerprint)
+        raise BadRequest("Your cart is empty: add books before placing an order")
+    book_ids = list(dict.fromkeys(b for b, _ in lines))
+    books = await services.books.get_many(book_ids)
+    gone = [str(b) for b in book_ids if b not in books]
+    if gone:
+        raise Conflict(
+            "Some books in your cart are no longer sold; remove them and retry",
+            errors=[{"bookId": b} for b in gone],
+        )
+    currencies = {books[b].currency for b in book_ids}
+    if len(currencies) > 1:
+        raise Conflict("Your cart mixes currencies; one order takes one currency")
+    currency = currencies.pop()
+    items = [(b, books[b].title, books[b].price, q) for b, q in lines]
+
+    hold = Hold(uuid.uuid4(), new_token())
+    reserved = await services.inventory.reserve(hold, lines)
+    faults.crash_point("order:after-reserve")
+    if reserved.status is Reserve.SHORT:
+        return await _refuse(services, user_id, key, fingerprint, items, reserved)
+    if reserved.status is not Reserve.OK:
+        raise RuntimeError(f"a fresh hold could not be made: {reserved.status}")
+    structlog.contextvars.bind_contextvars(order_id=str(hold.order_id))
+
+    now = utcnow()
+    expires_at = now + timedelta(seconds=services.settings.reservation_ttl_seconds)
+    total = sum(price * quantity for _, _, price, quantity in items)
+    presented_items = present_items(
+        [{"book_id": b, "title": t, "price": p, "quantity": q} for b, t, p, q in items]
+    )
+    address = body.fingerprint_body()["shippingAddress"]
+    data = {
+        "orderId": str(hold.order_id),
+        "status": S.PAYMENT_PENDING.value,
+        "total": total,
+        "currency": currency,
+        "expiresAt": iso(expires_at),
+        "createdAt": iso(now),
+        "items": presented_items,
+        "shippingAddress": address,
+        "payment": None,
+    }
+    response = envelope(data, "Order placed: complete payment before it expires", 201)
+    event_id = uuid.uuid4()
+    new_order = repo.NewOrder(
+        order_id=hold.order_id,
+        user_id=user_id,
+        key=key,
+        total=total,
+        currency=currency,
+        shipping_address=address,
+        expires_at=expires_at,
+        created_at=now,
+        hold_token=hold.token,
+        cart_version=cart_version,
+        items=items,
+        event_id=event_id,
+        event=order_event(
+            event_id,
+            "order.created",
+            order_id=hold.order_id,
+            user_id=user_id,
+            status=S.PAYMENT_PENDING.value,
+            total=total,
+            currency=currency,
+            occurred_at=now,
+            data={"expiresAt": iso(expires_at), "items": presented_items},
+        ),
+        request_hash=fingerprint,
+        response=response,
+        answer_expires_at=now + timedelta(seconds=services.settings.idempotency_ttl_seconds),
+    )
+    try:
+        async with services.autocommit.connect() as conn:
+            inserted = await repo.insert_placed_order(conn, new_order)
+    except BaseException:
+        # Nothing was stored: give the units back now rather than after the grace period.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(services.inventory.release(hold))
+        raise
+    if not inserted:
+        # This (user, key) placed an order before (Redis had forgotten the key).
+        await services.inventory.release(hold)
+        return await _replay_from_database(services, user_id, key, fingerprint)
+    faults.crash_point("order:after-payment-pending")
+    log.info("order_placed", total=total, lines=len(items))
+    await _after_placement(services, user_id, hold.order_id, cart_version, book_ids, reserved)
+    return PlacedOrder(201, response)
+
+
+async def _refuse(
+    services: Services,
+    user_id: uuid.UUID,
+    key: str,
+    fingerprint: str,
+    items: list[tuple[uuid.UUID, str, int, int]],
+    reserved: ReserveResult,
+) -> PlacedOrder:
+    """Not enough stock: 409 listing each short line, kept as this key's answer."""
+    titles = {book_id: title for book_id, title, _, _ in items}
+    errors = [
+        {
+            "bookId": str(s.book_id),
+            "title": titles.get(s.book_id, ""),
+            "requested": s.requested,
+            "available": s.available,
+        }
+        for s in reserved.shortfalls
+    ]
+    body = error_body(409, "Not enough stock for some items; nothing was reserved", errors)
+    async with services.sessionmaker() as session, session.begin():
+        saved = await repo.save_idempotency_record(
+            session,
+            user_id=user_id,
+            key=key,
+            fingerprint=fingerprint,
+            status=409,
+            body=body,
+            expires_at=utcnow() + timedelta(seconds=services.settings.idempotency_ttl_seconds),
+        )
+    if not saved:
+        # This key placed an order before (Redis had forgotten it): that is the answer.
+        return await _replay_from_database(services, user_id, key, fingerprint)
+    log.info("order_refused_stock", short=len(errors))
+    return PlacedOrder(409, body)
+
+
+async def _replay_from_database(
+    services: Services, user_id: uuid.UUID, key: str, fingerprint: str
+) -> PlacedOrder:
+    """The key was used before (Redis forgot it): answer from PostgreSQL, and finish what
+    the first request may not have (emptying the cart the order was made from)."""
+    async with services.sessionmaker() as session:
+        record = await repo.idempotency_record(session, user_id, key)
+        order = await repo.order_by_key(session, user_id, key)
+        if record is not None:
+            check_fingerprint(record.request_hash, fingerprint)
+            placed = PlacedOrder(record.response_status, record.response_body, replayed=True)
+        elif order is None or order.status == S.PENDING.value:
+            raise Conflict(
+                "A request with this Idempotency-Key is still being processed; retry shortly"
+            )
+        elif order.status == S.FAILED.value:
+            body = error_body(409, "This order could not be completed; use a new Idempotency-Key")
+            placed = PlacedOrder(409, body, replayed=True)
+        else:
+            data = await load_presented(session, order)
+            placed = PlacedOrder(201, envelope(data, "Order placed", 201), replayed=True)
+        lines = await repo.lines_of(session, order.id) if order is not None else []
+    if order is not None and order.cart_version is not None and lines:
+        await _clear_cart(services, user_id, order.id, order.cart_version, [b for b, _ in lines])
+    return placed
+
+
+async def replay_clears_cart(services: Services, user_id: uuid.UUID, body: dict[str, Any]) -> None:
+    """A 201 replayed from Redis: empty the order's cart if the first request could not."""
+    data = body.get("data") if isinstance(body, dict) else None
+    order_id = data.get("orderId") if isinstance(data, dict) else None
+    if not isinstance(order_id, str):
+        return
+    async with services.sessionmaker() as session:
+        order = await repo.get_order(session, uuid.UUID(order_id), user_id)
+        lines = await repo.lines_of(session, order.id) if order is not None else []
+    if order is not None and order.cart_version is not None and lines:
+        await _clear_cart(services, user_id, order.id, order.cart_version, [b for b, _ in lines])
+
+
+async def _after_placement(
+    services: Services,
+    user_id: uuid.UUID,
+    order_id: uuid.UUID,
+    cart_version: int,
+    book_ids: list[uuid.UUID],
+    reserved: ReserveResult,
+) -> None:
+    """Best-effort follow-ups: a failure here never undoes the placed order."""
+    await _clear_cart(services, user_id, order_id, cart_version, book_ids)
+    try:
+        await services.emitter.emit_stock(reserved.levels)
+    except Exception:
+        log.exception("stock_emit_failed")
+
+
+async def _clear_cart(
+    services: Services,
+    user_id: uuid.UUID,
+    order_id: uuid.UUID,
+    cart_version: int,
+    book_ids: list[uuid.UUID],
+) -> None:
+    try:
+        await cart_service.clear_ordered(services, user_id, order_id, cart_version, book_ids)
+    except Exception:
+        log.exception("cart_clear_after_order_failed")
