@@ -210,7 +210,7 @@ async def _drive(
     tasks: list[asyncio.Task[None]] = []
     stop_starting = time.perf_counter() + p.e2e_seconds + 1.0
     with Progress(step):
-        async with ctx.meter.timed(step):
+        async with ctx.meter.measure(step, profile=rate == max(p.e2e_rates)):
             t_begin = time.perf_counter()
             stop_starting = t_begin + p.e2e_seconds + 1.0
             for k in range(total):
@@ -233,6 +233,7 @@ async def _drive(
         start_lag_ms_p99=round(percentile(lag, 99) * 1000, 1),
         parts_ms={name: _pcts(values) for name, values in parts.items()},
     )
+    step.ops = len(placed_at)
     return step
 
 

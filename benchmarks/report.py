@@ -18,6 +18,10 @@ def _fmt_errors(errors: dict[str, int]) -> str:
     return " ".join(f"{k}:{v}" for k, v in errors.items()) or "-"
 
 
+def _ms(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))
@@ -86,6 +90,8 @@ def scenario_tables(summary: dict[str, Any]) -> str:
                 rows,
             )
         )
+        lines.append("")
+        lines.append(_cost_table(steps))
         for s in steps:
             extra = {k: v for k, v in s["extra"].items() if v not in (0, 0.0, None, {}, [])}
             if extra:
@@ -108,6 +114,29 @@ def scenario_tables(summary: dict[str, Any]) -> str:
             for v in check["violations"][:10]:
                 lines.append(f"  violation: {v}")
     return "\n".join(lines)
+
+
+def _cost_table(steps: list[dict[str, Any]]) -> str:
+    """CPU ms per operation: API, worker (until drained), total."""
+    rows = []
+    for s in steps:
+        c = s.get("cost") or {}
+        drain = c.get("drain") or {}
+        backlog = c.get("backlog") or {}
+        rows.append(
+            [
+                s["step"],
+                str(c.get("ops", "-")),
+                _ms(c.get("api_ms_per_op"), 3),
+                _ms(c.get("worker_ms_per_op"), 3),
+                _ms(c.get("total_ms_per_op"), 3),
+                str(backlog.get("max", "-")),
+                f"{drain.get('seconds', 0.0):.1f}" + (" CAP" if drain.get("capped") else ""),
+            ]
+        )
+    headers = ["step", "ops", "api ms/op", "worker ms/op", "total ms/op", "backlog max"]
+    headers += ["drain s"]
+    return _table(headers, rows)
 
 
 def _git_rev() -> str | None:

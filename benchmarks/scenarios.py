@@ -2,7 +2,8 @@
 
 Each step is a closed loop: `concurrency` virtual users, each with its own token and its
 own keep-alive connection, send requests back to back until the step's request or time
-budget is spent.
+budget is spent. Each timed part is measured by `Meter.measure`: earlier work drained
+first (not counted), then the load, then the worker's drain (counted).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from benchmarks.profile import Profile
 from benchmarks.rawhttp import Connection
 from benchmarks.service import Service
 from benchmarks.stockcheck import StockChecker, StockReport
+
+# The step of a scenario that `Meter.measure(profile=True)` records.
+HEADLINE_CONCURRENCY = 50
 
 
 @dataclass
@@ -99,7 +103,7 @@ async def run_cart(ctx: Context) -> ScenarioResult:
 
         seconds = p.cart_seconds if c > 1 else min(p.cart_seconds, 8.0)
         with Progress(step):
-            async with ctx.meter.timed(step):
+            async with ctx.meter.measure(step, profile=c == HEADLINE_CONCURRENCY):
                 await closed_loop(step, c, p.cart_requests, seconds, op)
         for conn in conns:
             conn.close()
@@ -146,7 +150,7 @@ async def run_orders(ctx: Context) -> ScenarioResult:
                     step.notes.extend(failures[:3])
 
                 op = _order_op(step, batch, conns)
-                async with ctx.meter.timed(step):
+                async with ctx.meter.measure(step, profile=c == HEADLINE_CONCURRENCY):
                     done += await closed_loop(
                         step, c, len(batch), max(0.1, p.order_seconds - step.elapsed), op
                     )
@@ -223,7 +227,8 @@ async def run_hot_book(ctx: Context) -> ScenarioResult:
         return r.status, t1 - t0
 
     with Progress(step):
-        async with ctx.meter.timed(step):
+        async with ctx.meter.measure(step, profile=True):
+            t_start = time.perf_counter()
             await closed_loop(step, c, len(buyers), 60.0, op)
     for conn in conns:
         conn.close()
