@@ -2,9 +2,9 @@
 
 By default starts the service itself on the embedded default (PostgreSQL and Redis
 started here, `bookbazar up` in a temporary directory), runs the scenarios, prints a table
-per scenario (with CPU per operation, the worker's counted until drained), writes
-benchmarks/results/<timestamp>.json and stops the service. With --url it measures an
-already running service instead.
+per scenario and a summary table (CPU per operation against the /healthz calibration and
+the issue's targets), writes benchmarks/results/<timestamp>.json and stops the service.
+With --url it measures an already running service instead.
 """
 
 from __future__ import annotations
@@ -21,18 +21,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.costs import annotate, headline
 from benchmarks.drain import Drainer
 from benchmarks.e2e import run_e2e
 from benchmarks.fixtures import Fixtures
 from benchmarks.load import Meter
 from benchmarks.profile import FULL, QUICK, Profile
-from benchmarks.report import environment, scenario_tables, write_results
+from benchmarks.readonly import run_catalog, run_healthz, run_idle
+from benchmarks.report import environment, scenario_tables, summary_table, write_results
 from benchmarks.scenarios import Context, ScenarioResult, run_cart, run_hot_book, run_orders
 from benchmarks.service import ManagedService, Service, external_service, log_size, scan_log
 from benchmarks.sockets import run_sockets
 from benchmarks.stockcheck import StockChecker
 
-SCENARIOS = ("cart", "orders", "hot-book", "e2e", "sockets")
+SCENARIOS = ("healthz", "idle", "catalog", "cart", "orders", "hot-book", "e2e", "sockets")
+CALIBRATION = "healthz"  # always run: every cost is compared with it
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [s for s in names if s not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})")
+    if CALIBRATION not in names:
+        names.append(CALIBRATION)
     args.scenarios = [s for s in SCENARIOS if s in names]
     return args
 
@@ -97,6 +102,9 @@ def _raise_fd_limit() -> None:
 
 
 RUNNERS: dict[str, Callable[[Context], Awaitable[ScenarioResult]]] = {
+    "healthz": run_healthz,
+    "idle": run_idle,
+    "catalog": run_catalog,
     "cart": run_cart,
     "orders": run_orders,
     "hot-book": run_hot_book,
@@ -144,6 +152,7 @@ async def _run_scenarios(ctx: Context, scenarios: list[str]) -> dict[str, Any]:
         summary = result.summary()
         summary["wall_s"] = round(time.monotonic() - t1, 1)
         summary["service_log"] = scan_log(service.log_path, offset)
+        annotate(summary, ctx.baseline)
         print(scenario_tables(summary))
         log = summary["service_log"]
         if log["errors"] or log["warnings"]:
@@ -151,10 +160,15 @@ async def _run_scenarios(ctx: Context, scenarios: list[str]) -> dict[str, Any]:
             for sample in log["samples"][:5]:
                 print(f"  | {sample[:300]}")
         results.append(summary)
+    baseline = ctx.baseline.__dict__ if ctx.baseline else None
+    rows = [headline(s) for s in results]
+    print("\n" + summary_table(rows, baseline))
     return {
         "setup_users_s": round(setup_s, 1),
+        "healthz_baseline": baseline,
         "drain_checks_skipped": ctx.meter.drainer.skipped if ctx.meter.drainer else {},
         "scenarios": results,
+        "summary": rows,
     }
 
 

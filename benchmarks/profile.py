@@ -9,6 +9,12 @@ from dataclasses import dataclass
 class Profile:
     name: str
     users: int
+    # healthz: GET /healthz closed loop at c=50, the run's CPU and rate calibration
+    healthz_seconds: float
+    # idle: nothing to do, API and worker CPU sampled
+    idle_seconds: float
+    # catalog: GET /api/v1/books?pageSize=20 (pages, searches) closed loop at c=50
+    catalog_seconds: float
     # cart: POST /cart/add, closed loop per concurrency level
     cart_levels: tuple[int, ...]
     cart_requests: int
@@ -35,6 +41,9 @@ class Profile:
 FULL = Profile(
     name="full",
     users=300,
+    healthz_seconds=8.0,
+    idle_seconds=10.0,
+    catalog_seconds=10.0,
     cart_levels=(1, 20, 50, 100),
     cart_requests=20_000,
     cart_seconds=12.0,
@@ -56,10 +65,13 @@ FULL = Profile(
 QUICK = Profile(
     name="quick",
     users=60,
-    cart_levels=(1, 20, 50),
+    healthz_seconds=3.0,
+    idle_seconds=4.0,
+    catalog_seconds=3.0,
+    cart_levels=(1, 50),
     cart_requests=1_500,
     cart_seconds=3.0,
-    order_levels=(1, 20, 50),
+    order_levels=(1, 50),
     order_requests=300,
     order_seconds=3.0,
     order_books=60,

@@ -22,6 +22,10 @@ def _ms(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))
@@ -117,7 +121,7 @@ def scenario_tables(summary: dict[str, Any]) -> str:
 
 
 def _cost_table(steps: list[dict[str, Any]]) -> str:
-    """CPU ms per operation: API, worker (until drained), total."""
+    """CPU ms per operation (API, worker until drained, total) and x the /healthz request."""
     rows = []
     for s in steps:
         c = s.get("cost") or {}
@@ -130,13 +134,66 @@ def _cost_table(steps: list[dict[str, Any]]) -> str:
                 _ms(c.get("api_ms_per_op"), 3),
                 _ms(c.get("worker_ms_per_op"), 3),
                 _ms(c.get("total_ms_per_op"), 3),
+                _x(c.get("api_x_healthz")),
+                _x(c.get("worker_x_healthz")),
+                _x(c.get("total_x_healthz")),
+                _ms(c.get("rate_pct_of_healthz"), 0),
                 str(backlog.get("max", "-")),
                 f"{drain.get('seconds', 0.0):.1f}" + (" CAP" if drain.get("capped") else ""),
             ]
         )
-    headers = ["step", "ops", "api ms/op", "worker ms/op", "total ms/op", "backlog max"]
-    headers += ["drain s"]
+    headers = ["step", "ops", "api ms/op", "worker ms/op", "total ms/op", "api x hz"]
+    headers += ["worker x hz", "total x hz", "rate % hz", "backlog max", "drain s"]
     return _table(headers, rows)
+
+
+def summary_table(rows: list[dict[str, Any]], baseline: dict[str, Any] | None) -> str:
+    """One row per scenario: its c=50 (e2e: 50/s) step against the issue's targets."""
+    if baseline:
+        head = (
+            f"=== summary: CPU per operation (API + worker until drained) vs /healthz "
+            f"({baseline['api_ms']:.3f} ms API CPU, {baseline['rate']:.0f} req/s at c=50) ==="
+        )
+    else:
+        head = "=== summary: CPU per operation (no /healthz calibration in this run) ==="
+    table = []
+    for r in rows:
+        if r.get("step") is None:
+            table.append([r["scenario"], "-", *["-"] * 8, r["target"], "skipped"])
+            continue
+        if r["scenario"] == "idle":
+            api, worker = f"{r['api_pct']}% core", f"{r['worker_pct']}% core"
+        else:
+            api, worker = _ms(r.get("api_ms_per_op")), _ms(r.get("worker_ms_per_op"))
+            if r.get("drain_capped"):
+                worker += " CAP"
+        met = {True: "met", False: "MISS " + ",".join(r["misses"]), None: "-"}[r["met"]]
+        table.append(
+            [
+                r["scenario"],
+                r["step"],
+                _ms(r.get("rate"), 0),
+                _ms(r.get("rate_pct_of_healthz"), 0),
+                _ms(r.get("p99_ms"), 1),
+                api,
+                worker,
+                _ms(r.get("total_ms_per_op")),
+                _x(r.get("x_healthz")),
+                r["target"],
+                met,
+            ]
+        )
+    headers = ["scenario", "step", "rate/s", "% hz", "p99 ms", "api ms/op", "worker ms/op"]
+    headers += ["total ms/op", "x hz", "target", "verdict"]
+    lines = [head, _table(headers, table)]
+    for r in rows:
+        if r["scenario"] == "e2e" and r.get("step") is not None:
+            best = r.get("max_sustained_rate")
+            lines.append(
+                "e2e: highest rate sustained (order -> order.paid p99 <= 1 s, nothing backing "
+                f"up): {'none' if best is None else f'{best:g}/s'}"
+            )
+    return "\n".join(lines)
 
 
 def _git_rev() -> str | None:

@@ -21,8 +21,16 @@ from benchmarks.rawhttp import Connection
 from benchmarks.service import Service
 from benchmarks.stockcheck import StockChecker, StockReport
 
-# The step of a scenario that `Meter.measure(profile=True)` records.
+# The summary's row per scenario, and the step --profile records.
 HEADLINE_CONCURRENCY = 50
+
+
+@dataclass
+class Baseline:
+    """The `healthz` calibration of this run: API CPU per GET /healthz and its rate."""
+
+    api_ms: float
+    rate: float
 
 
 @dataclass
@@ -33,6 +41,7 @@ class Context:
     checker: StockChecker
     profile: Profile
     order_books: list[Book] = field(default_factory=list)
+    baseline: Baseline | None = None
 
     def connections(self, n: int) -> list[Connection]:
         host, port = self.service.host_port
@@ -55,12 +64,22 @@ class ScenarioResult:
     stock_check: StockReport | None = None
     verdict: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
+    # The step shown in the run's summary table (default: c=50, else the last step).
+    headline: str | None = None
 
     def summary(self) -> dict[str, Any]:
+        steps = [s.summary() for s in self.steps]
+        labels = [s["step"] for s in steps]
+        headline = self.headline
+        if headline not in labels:
+            headline = f"c={HEADLINE_CONCURRENCY}"
+            if headline not in labels:
+                headline = labels[-1] if labels else None
         return {
             "scenario": self.name,
             "skipped": self.skipped,
-            "steps": [s.summary() for s in self.steps],
+            "steps": steps,
+            "headline_step": headline,
             "stock_check": self.stock_check.summary() if self.stock_check else None,
             "verdict": self.verdict,
         }
