@@ -22,7 +22,7 @@ import httpx
 from benchmarks.fixtures import User
 from benchmarks.load import Progress, Step, describe_error, percentile
 from benchmarks.rawhttp import Connection
-from benchmarks.scenarios import Context, ScenarioResult
+from benchmarks.scenarios import Context, ScenarioResult, check_stock
 from benchmarks.sio import SioClient
 
 PAID_LIKE = {"PAID", "FULFILLING", "SHIPPED", "DELIVERED"}
@@ -103,7 +103,7 @@ async def run_e2e(ctx: Context) -> ScenarioResult:
     finally:
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
         await session.close()
-    result.stock_check = await ctx.checker.check_settled(books, attempts=15)
+    await check_stock(ctx, result, books, attempts=15)
     return result
 
 

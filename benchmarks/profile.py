@@ -24,10 +24,10 @@ class Profile:
     order_requests: int
     order_seconds: float
     order_books: int
-    # hot-book: `hot_buyers` buyers race for `hot_stock` units of one title
+    # hot-book: `hot_buyers` buyers race for `hot_stock` units of a new title, per level
     hot_buyers: int
     hot_stock: int
-    hot_concurrency: int
+    hot_levels: tuple[int, ...]
     # e2e: order -> payments/init -> sandbox pay -> PAID, open loop at each target rate
     e2e_rates: tuple[float, ...]
     e2e_seconds: float
@@ -53,7 +53,7 @@ FULL = Profile(
     order_books=200,
     hot_buyers=300,
     hot_stock=100,
-    hot_concurrency=50,
+    hot_levels=(50, 200),
     e2e_rates=(10.0, 50.0),
     e2e_seconds=15.0,
     e2e_paid_timeout=20.0,
@@ -77,7 +77,7 @@ QUICK = Profile(
     order_books=60,
     hot_buyers=60,
     hot_stock=20,
-    hot_concurrency=20,
+    hot_levels=(50,),
     e2e_rates=(20.0,),
     e2e_seconds=3.0,
     e2e_paid_timeout=15.0,

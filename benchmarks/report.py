@@ -102,8 +102,7 @@ def scenario_tables(summary: dict[str, Any]) -> str:
                 lines.append(f"  {s['step']}: {json.dumps(extra)}")
             for note in s["notes"]:
                 lines.append(f"  {s['step']} note: {note}")
-    if summary.get("verdict"):
-        lines.append(f"verdict: {json.dumps(summary['verdict'])}")
+    lines.extend(_verdict_lines(summary.get("verdict") or {}))
     check = summary.get("stock_check")
     if check:
         if check["skipped"]:
@@ -117,7 +116,29 @@ def scenario_tables(summary: dict[str, Any]) -> str:
             )
             for v in check["violations"][:10]:
                 lines.append(f"  violation: {v}")
+    audit = summary.get("stock_audit")
+    if audit:
+        if not audit["available"]:
+            lines.append("audit: not available")
+        elif audit["error"]:
+            lines.append(f"audit: failed ({audit['error']})")
+        else:
+            lines.append(
+                f"audit drift: {audit['drift_units']} units ({audit['corrections']} corrections)"
+            )
     return "\n".join(lines)
+
+
+def _verdict_lines(verdict: dict[str, Any]) -> list[str]:
+    if not verdict:
+        return []
+    nested = {k: v for k, v in verdict.items() if isinstance(v, dict) and "pass" in v}
+    if not nested:
+        return [f"verdict: {json.dumps(verdict)}"]
+    lines = [f"verdict: {'PASS' if verdict.get('pass') else 'FAIL'}"]
+    for label, v in nested.items():
+        lines.append(f"  {label}: {json.dumps(v)}")
+    return lines
 
 
 def _cost_table(steps: list[dict[str, Any]]) -> str:
