@@ -28,10 +28,14 @@ class Profile:
     hot_buyers: int
     hot_stock: int
     hot_levels: tuple[int, ...]
-    # e2e: order -> payments/init -> sandbox pay -> PAID, open loop at each target rate
+    # e2e: order -> payments/init -> sandbox pay -> PAID, open loop at each target rate in
+    # turn (`e2e_seconds` each, `e2e_hold_seconds` at `e2e_hold_rate`), stopping at the
+    # first rate whose order -> order.paid p99 is over 1 s or that backs up
     e2e_rates: tuple[float, ...]
     e2e_seconds: float
     e2e_paid_timeout: float
+    e2e_hold_rate: float
+    e2e_hold_seconds: float
     # sockets: idle Socket.IO connections held against the API process
     sockets: int
     sockets_hold: float
@@ -54,9 +58,11 @@ FULL = Profile(
     hot_buyers=300,
     hot_stock=100,
     hot_levels=(50, 200),
-    e2e_rates=(10.0, 50.0),
-    e2e_seconds=15.0,
+    e2e_rates=(10.0, 25.0, 50.0, 75.0, 100.0),
+    e2e_seconds=20.0,
     e2e_paid_timeout=20.0,
+    e2e_hold_rate=50.0,
+    e2e_hold_seconds=60.0,
     sockets=1_000,
     sockets_hold=5.0,
     sockets_connect_concurrency=50,
@@ -78,9 +84,11 @@ QUICK = Profile(
     hot_buyers=60,
     hot_stock=20,
     hot_levels=(50,),
-    e2e_rates=(20.0,),
-    e2e_seconds=3.0,
+    e2e_rates=(10.0, 25.0),
+    e2e_seconds=4.0,
     e2e_paid_timeout=15.0,
+    e2e_hold_rate=50.0,
+    e2e_hold_seconds=4.0,
     sockets=100,
     sockets_hold=2.0,
     sockets_connect_concurrency=20,

@@ -97,7 +97,11 @@ def scenario_tables(summary: dict[str, Any]) -> str:
         lines.append("")
         lines.append(_cost_table(steps))
         for s in steps:
-            extra = {k: v for k, v in s["extra"].items() if v not in (0, 0.0, None, {}, [])}
+            extra = {
+                k: v
+                for k, v in s["extra"].items()
+                if v not in (0, 0.0, None, {}, []) and k != "backlog_per_s"
+            }
             if extra:
                 lines.append(f"  {s['step']}: {json.dumps(extra)}")
             for note in s["notes"]:
