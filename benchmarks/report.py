@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.pyspy import profile_lines
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GROUPS = ("api", "worker", "postgres", "redis", "bench")
 
@@ -130,6 +132,7 @@ def scenario_tables(summary: dict[str, Any]) -> str:
             lines.append(
                 f"audit drift: {audit['drift_units']} units ({audit['corrections']} corrections)"
             )
+    lines.extend(profile_lines(summary.get("profile")))
     return "\n".join(lines)
 
 
@@ -245,9 +248,21 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write_results(doc: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
+def run_stamp(results_dir: Path = RESULTS_DIR) -> str:
+    """This run's name: a timestamp, unique in `results_dir` (JSON file, profile folder)."""
+    stamp = base = time.strftime("%Y%m%dT%H%M%S")
+    n = 1
+    while (results_dir / f"{stamp}.json").exists() or (results_dir / stamp).exists():
+        stamp = f"{base}-{n}"
+        n += 1
+    return stamp
+
+
+def write_results(
+    doc: dict[str, Any], results_dir: Path = RESULTS_DIR, stamp: str | None = None
+) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
+    stamp = stamp or time.strftime("%Y%m%dT%H%M%S")
     path = results_dir / f"{stamp}.json"
     n = 1
     while path.exists():
