@@ -119,7 +119,11 @@ def _misses(target: Target, row: dict[str, Any]) -> list[str]:
     over(row.get("total_ms_per_op"), target.max_total_ms, "ms")
     over(row.get("x_healthz"), target.max_x_healthz, "x")
     over(row.get("p99_ms"), target.max_p99_ms, "p99")
-    over(row.get("worker_pct"), target.max_worker_pct, "worker%")
+    worker_pct = row.get("worker_pct")
+    if target.max_worker_pct is not None and (
+        worker_pct is None or worker_pct >= target.max_worker_pct  # "< 2%": strictly under
+    ):
+        out.append("worker%")
     pct = row.get("rate_pct_of_healthz")
     if target.min_rate_pct is not None and (pct is None or pct < target.min_rate_pct):
         out.append("rate")
