@@ -155,7 +155,7 @@ class Profiler:
             out["raw"] = str(rec.raw)
             out["samples"], out["top_self"] = top_self_frames(rec.raw.read_text())
         if "svg" not in out or "raw" not in out:
-            why = " | ".join(_tail(log) for log in rec.logs if log.exists())
+            why = " | ".join(dict.fromkeys(_tail(log) for log in rec.logs if log.exists()))
             out["error"] = why or "py-spy wrote nothing"
         for log in rec.logs:
             log.unlink(missing_ok=True)
@@ -167,9 +167,14 @@ class Profiler:
         return self.results.get(scenario)
 
 
+_NOISE = re.compile(r"^(?:\d+: |at |Stack backtrace:|Caused by:|py-spy> Sampling process)")
+
+
 def _tail(path: Path, lines: int = 3) -> str:
-    text = path.read_text(errors="replace").strip().splitlines()
-    useful = [ln.strip() for ln in text if ln.strip() and "Sampling process" not in ln]
+    """py-spy's own words: its `Error:` lines if any, else its last lines (no backtrace)."""
+    text = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in text if ln.startswith("Error")]
+    useful = errors or [ln for ln in text if not _NOISE.match(ln)]
     return " / ".join(useful[-lines:])[:400]
 
 
