@@ -2,8 +2,10 @@
 
 By default starts the service itself on the embedded default (PostgreSQL and Redis
 started here, `bookbazar up` in a temporary directory), runs the scenarios, prints a table
-per scenario, writes benchmarks/results/<timestamp>.json and stops the service. With --url
-it measures an already running service instead.
+per scenario and a summary table (CPU per operation against the /healthz calibration and
+the issue's targets), writes benchmarks/results/<timestamp>.json and stops the service.
+With --url it measures an already running service instead. With --profile, py-spy flame
+graphs go to benchmarks/results/<timestamp>/.
 """
 
 from __future__ import annotations
@@ -20,17 +22,29 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.costs import annotate, headline
+from benchmarks.drain import Drainer
 from benchmarks.e2e import run_e2e
 from benchmarks.fixtures import Fixtures
 from benchmarks.load import Meter
 from benchmarks.profile import FULL, QUICK, Profile
-from benchmarks.report import environment, scenario_tables, write_results
+from benchmarks.pyspy import Profiler
+from benchmarks.readonly import run_catalog, run_healthz, run_idle
+from benchmarks.report import (
+    RESULTS_DIR,
+    environment,
+    run_stamp,
+    scenario_tables,
+    summary_table,
+    write_results,
+)
 from benchmarks.scenarios import Context, ScenarioResult, run_cart, run_hot_book, run_orders
 from benchmarks.service import ManagedService, Service, external_service, log_size, scan_log
 from benchmarks.sockets import run_sockets
 from benchmarks.stockcheck import StockChecker
 
-SCENARIOS = ("cart", "orders", "hot-book", "e2e", "sockets")
+SCENARIOS = ("healthz", "idle", "catalog", "cart", "orders", "hot-book", "e2e", "sockets")
+CALIBRATION = "healthz"  # always run: every cost is compared with it
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,11 +76,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", help="with --url: Redis URL for the stock check")
     parser.add_argument("--keep", action="store_true", help="keep the temporary service dir")
     parser.add_argument("--results-dir", type=Path, help="where to write the JSON results")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy flame graphs of the API and the worker per scenario, top self frames",
+    )
     args = parser.parse_args(argv)
     names = [s.strip() for s in args.scenario.split(",") if s.strip()]
     unknown = [s for s in names if s not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})")
+    if CALIBRATION not in names:
+        names.append(CALIBRATION)
     args.scenarios = [s for s in SCENARIOS if s in names]
     return args
 
@@ -95,6 +116,9 @@ def _raise_fd_limit() -> None:
 
 
 RUNNERS: dict[str, Callable[[Context], Awaitable[ScenarioResult]]] = {
+    "healthz": run_healthz,
+    "idle": run_idle,
+    "catalog": run_catalog,
     "cart": run_cart,
     "orders": run_orders,
     "hot-book": run_hot_book,
@@ -103,15 +127,28 @@ RUNNERS: dict[str, Callable[[Context], Awaitable[ScenarioResult]]] = {
 }
 
 
-async def run_all(service: Service, profile: Profile, scenarios: list[str]) -> dict[str, Any]:
+async def run_all(
+    service: Service, profile: Profile, scenarios: list[str], profiler: Profiler
+) -> dict[str, Any]:
     fixtures = Fixtures(service)
+    drainer = Drainer(service.redis_url, service.database_url)
+    if not drainer.available:
+        print("[drain] no Redis/PostgreSQL URL: the worker is drained by its CPU alone")
     ctx = Context(
         service=service,
         fixtures=fixtures,
-        meter=Meter(service),
+        meter=Meter(service, drainer, profiler),
         checker=StockChecker(service.database_url, service.redis_url),
         profile=profile,
     )
+    try:
+        return await _run_scenarios(ctx, scenarios)
+    finally:
+        await drainer.close()
+
+
+async def _run_scenarios(ctx: Context, scenarios: list[str]) -> dict[str, Any]:
+    service, fixtures, profile = ctx.service, ctx.fixtures, ctx.profile
     needed = profile.users
     if "hot-book" in scenarios:
         needed = max(needed, profile.hot_buyers)
@@ -131,6 +168,9 @@ async def run_all(service: Service, profile: Profile, scenarios: list[str]) -> d
         summary = result.summary()
         summary["wall_s"] = round(time.monotonic() - t1, 1)
         summary["service_log"] = scan_log(service.log_path, offset)
+        if ctx.meter.profiler is not None:
+            summary["profile"] = ctx.meter.profiler.report(name)
+        annotate(summary, ctx.baseline)
         print(scenario_tables(summary))
         log = summary["service_log"]
         if log["errors"] or log["warnings"]:
@@ -138,7 +178,16 @@ async def run_all(service: Service, profile: Profile, scenarios: list[str]) -> d
             for sample in log["samples"][:5]:
                 print(f"  | {sample[:300]}")
         results.append(summary)
-    return {"setup_users_s": round(setup_s, 1), "scenarios": results}
+    baseline = ctx.baseline.__dict__ if ctx.baseline else None
+    rows = [headline(s) for s in results]
+    print("\n" + summary_table(rows, baseline))
+    return {
+        "setup_users_s": round(setup_s, 1),
+        "healthz_baseline": baseline,
+        "drain_checks_skipped": ctx.meter.drainer.skipped if ctx.meter.drainer else {},
+        "scenarios": results,
+        "summary": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     profile = build_profile(args)
     _raise_fd_limit()
     started = time.monotonic()
+    results_dir = args.results_dir or RESULTS_DIR
+    stamp = run_stamp(results_dir)
+    profiler = Profiler(args.profile, results_dir / stamp)
     env_start = environment()
     print(
         f"Book Bazar benchmarks ({profile.name}): {', '.join(args.scenarios)}; "
@@ -178,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             runner: Any = uvloop.run
         except ImportError:
             runner = asyncio.run
-        doc.update(runner(run_all(service, profile, args.scenarios)))
+        doc.update(runner(run_all(service, profile, args.scenarios, profiler)))
     except KeyboardInterrupt:
         print("\ninterrupted")
         exit_code = 130
@@ -189,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     doc["environment_end"] = environment()
     doc["total_s"] = round(time.monotonic() - started, 1)
     if "scenarios" in doc:
-        path = write_results(doc, args.results_dir) if args.results_dir else write_results(doc)
+        path = write_results(doc, results_dir, stamp)
         print(f"\nresults: {path}  (total {doc['total_s']} s)")
+        if profiler.results:
+            print(f"profiles: {profiler.out_dir}/<scenario>-<api|worker>.svg (and .txt stacks)")
         failed = [
             s["scenario"]
             for s in doc["scenarios"]

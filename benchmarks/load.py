@@ -14,11 +14,15 @@ from typing import Any
 
 import psutil
 
+from benchmarks.drain import IDLE_CPU_FRACTION, Drainer, DrainResult, wait_drained
+from benchmarks.pyspy import Profiler
 from benchmarks.service import Service
 
 PROGRESS_EVERY_S = 2.0
 RSS_SAMPLE_EVERY_S = 0.5
+BACKLOG_SAMPLE_EVERY = 2  # RSS samples: the backlog is asked every second
 MAX_NOTES = 8
+COST_GROUPS = ("api", "worker")
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -57,6 +61,16 @@ class Step:
     # The machine's 1-minute load average at the end of the timed part (2 cores here:
     # above ~2 the service competed for CPU with other work).
     load_1m: float = 0.0
+    # Operations the CPU cost is divided by (None: the successful answers).
+    ops: int | None = None
+    # API and worker CPU seconds after the timed parts until the worker had drained.
+    drain_cpu: dict[str, float] = field(default_factory=dict)
+    drain_s: float = 0.0
+    drains: int = 0
+    drains_capped: int = 0
+    drain_how: Counter[str] = field(default_factory=Counter)
+    # Pending jobs + outbox rows sampled every second during the timed parts.
+    backlog: list[int] = field(default_factory=list)
 
     def record(self, status: int | str, latency_s: float | None) -> None:
         self.statuses[str(status)] += 1
@@ -104,17 +118,54 @@ class Step:
             "rss_mb_peak": {k: round(v / 2**20, 1) for k, v in self.rss_peak.items()},
             "rss_mb_end": {k: round(v / 2**20, 1) for k, v in self.rss_end.items()},
             "load_1m": round(self.load_1m, 2),
+            "cost": self.cost(),
             "extra": self.extra,
             "notes": self.notes,
         }
 
+    def cost(self) -> dict[str, Any]:
+        """CPU ms per operation of the API and the worker: timed parts plus drains."""
+        ops = self.ok if self.ops is None else self.ops
+        out: dict[str, Any] = {"ops": ops}
+        total = 0.0
+        for g in COST_GROUPS:
+            if g not in self.cpu:
+                out[f"{g}_ms_per_op"] = None
+                continue
+            cpu_s = self.cpu[g] + self.drain_cpu.get(g, 0.0)
+            out[f"{g}_cpu_s"] = round(cpu_s, 3)
+            per_op = 1000 * cpu_s / ops if ops else None
+            out[f"{g}_ms_per_op"] = None if per_op is None else round(per_op, 3)
+            total += per_op or 0.0
+        known = [out[f"{g}_ms_per_op"] for g in COST_GROUPS if out[f"{g}_ms_per_op"] is not None]
+        out["total_ms_per_op"] = round(total, 3) if known else None
+        out["drain"] = {
+            "seconds": round(self.drain_s, 2),
+            "drains": self.drains,
+            "capped": self.drains_capped,
+            "how": dict(self.drain_how),
+        }
+        if self.backlog:
+            out["backlog"] = {"max": max(self.backlog), "last": self.backlog[-1]}
+        return out
+
 
 class Meter:
-    """Accounts CPU (service processes and this generator) and RSS over timed parts."""
+    """Accounts CPU (service processes and this generator) and RSS over timed parts, the
+    worker's drain after them, and runs the profiler over one block per scenario."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(
+        self,
+        service: Service,
+        drainer: Drainer | None = None,
+        profiler: Profiler | None = None,
+    ) -> None:
         self.service = service
         self.me = psutil.Process()
+        self.drainer = drainer
+        self.profiler = profiler
+        # Worker CPU share under which it counts as idle (raised if `idle` finds more).
+        self.idle_fraction = IDLE_CPU_FRACTION
 
     def _cpu(self) -> dict[str, float]:
         snap = self.service.cpu_snapshot()
@@ -128,9 +179,16 @@ class Meter:
         stop = asyncio.Event()
 
         async def sample() -> None:
+            n = 0
             while not stop.is_set():
                 for name, rss in self.service.rss_snapshot().items():
                     step.rss_peak[name] = max(step.rss_peak.get(name, 0), rss)
+                if self.drainer is not None and n % BACKLOG_SAMPLE_EVERY == 0:
+                    with contextlib.suppress(Exception):
+                        backlog = await self.drainer.backlog()
+                        if backlog.checked:
+                            step.backlog.append(backlog.total)
+                n += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), RSS_SAMPLE_EVERY_S)
 
@@ -148,6 +206,57 @@ class Meter:
             await sampler
             step.rss_end = self.service.rss_snapshot()
             step.load_1m = os.getloadavg()[0]
+
+    async def settle(self, step: Step | None = None) -> DrainResult:
+        """Wait (not counted) until the worker has drained earlier work, e.g. the
+        persistCart jobs of carts prepared for the next timed part."""
+        result = await wait_drained(
+            self.service, self.drainer, window_s=0.5, idle_fraction=self.idle_fraction
+        )
+        if result.capped and step is not None:
+            step.notes.append(
+                f"before the load the worker was still busy after {result.seconds:.0f} s "
+                f"(pending {result.pending_at_end})"
+            )
+        return result
+
+    async def drain(self, step: Step) -> DrainResult:
+        """After a timed part: count API and worker CPU until the worker has drained."""
+        result = await wait_drained(self.service, self.drainer, idle_fraction=self.idle_fraction)
+        for name in COST_GROUPS:
+            if name in result.cpu:
+                step.drain_cpu[name] = step.drain_cpu.get(name, 0.0) + result.cpu[name]
+        step.drain_s += result.seconds
+        step.drains += 1
+        step.drain_how[result.how] += 1
+        if result.capped:
+            step.drains_capped += 1
+            step.notes.append(
+                f"drain cap hit: worker not drained {result.seconds:.0f} s after the load "
+                f"(pending {result.pending_at_end})"
+            )
+        return result
+
+    @contextlib.asynccontextmanager
+    async def measure(
+        self, step: Step, *, profile: bool = False, drain: bool = True
+    ) -> AsyncIterator[None]:
+        """settle (not counted) -> the block, timed -> drain (counted). With `profile`
+        the profiler (if on, and not yet used for this scenario) records the block and
+        its drain."""
+        await self.settle(step)
+        profiling = profile and self.profiler is not None and self.profiler.wants(step.scenario)
+        if profiling and self.profiler is not None:
+            pids = {n: g.roots[0].pid for n, g in self.service.groups.items() if g.roots}
+            self.profiler.start(step.scenario, pids)
+        try:
+            async with self.timed(step):
+                yield
+            if drain:
+                await self.drain(step)
+        finally:
+            if profiling and self.profiler is not None:
+                await self.profiler.stop()
 
 
 class Progress:

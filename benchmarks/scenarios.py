@@ -2,7 +2,8 @@
 
 Each step is a closed loop: `concurrency` virtual users, each with its own token and its
 own keep-alive connection, send requests back to back until the step's request or time
-budget is spent.
+budget is spent. Each timed part is measured by `Meter.measure`: earlier work drained
+first (not counted), then the load, then the worker's drain (counted).
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ from benchmarks.load import Meter, Progress, Step, closed_loop
 from benchmarks.profile import Profile
 from benchmarks.rawhttp import Connection
 from benchmarks.service import Service
-from benchmarks.stockcheck import StockChecker, StockReport
+from benchmarks.stockcheck import AuditReport, StockChecker, StockReport, stock_audit
+
+# The summary's row per scenario, and the step --profile records.
+HEADLINE_CONCURRENCY = 50
+
+
+@dataclass
+class Baseline:
+    """The `healthz` calibration of this run: API CPU per GET /healthz and its rate."""
+
+    api_ms: float
+    rate: float
 
 
 @dataclass
@@ -29,6 +41,7 @@ class Context:
     checker: StockChecker
     profile: Profile
     order_books: list[Book] = field(default_factory=list)
+    baseline: Baseline | None = None
 
     def connections(self, n: int) -> list[Connection]:
         host, port = self.service.host_port
@@ -51,15 +64,34 @@ class ScenarioResult:
     stock_check: StockReport | None = None
     verdict: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
+    stock_audit: AuditReport | None = None
+    # The step shown in the run's summary table (default: c=50, else the last step).
+    headline: str | None = None
 
     def summary(self) -> dict[str, Any]:
+        steps = [s.summary() for s in self.steps]
+        labels = [s["step"] for s in steps]
+        headline = self.headline
+        if headline not in labels:
+            headline = f"c={HEADLINE_CONCURRENCY}"
+            if headline not in labels:
+                headline = labels[-1] if labels else None
         return {
             "scenario": self.name,
             "skipped": self.skipped,
-            "steps": [s.summary() for s in self.steps],
+            "steps": steps,
+            "headline_step": headline,
             "stock_check": self.stock_check.summary() if self.stock_check else None,
+            "stock_audit": self.stock_audit.summary() if self.stock_audit else None,
             "verdict": self.verdict,
         }
+
+
+async def check_stock(ctx: Context, result: ScenarioResult, books: list[Book], **kw: Any) -> None:
+    """The oversell/undersell check, then the service's own stock audit (if it has one)."""
+    result.stock_check = await ctx.checker.check_settled(books, **kw)
+    result.stock_audit = await stock_audit(ctx.fixtures)
+    print(f"[{result.name}] {result.stock_audit.line()}")
 
 
 CART_LINES = 5
@@ -99,7 +131,7 @@ async def run_cart(ctx: Context) -> ScenarioResult:
 
         seconds = p.cart_seconds if c > 1 else min(p.cart_seconds, 8.0)
         with Progress(step):
-            async with ctx.meter.timed(step):
+            async with ctx.meter.measure(step, profile=c == HEADLINE_CONCURRENCY):
                 await closed_loop(step, c, p.cart_requests, seconds, op)
         for conn in conns:
             conn.close()
@@ -146,7 +178,7 @@ async def run_orders(ctx: Context) -> ScenarioResult:
                     step.notes.extend(failures[:3])
 
                 op = _order_op(step, batch, conns)
-                async with ctx.meter.timed(step):
+                async with ctx.meter.measure(step, profile=c == HEADLINE_CONCURRENCY):
                     done += await closed_loop(
                         step, c, len(batch), max(0.1, p.order_seconds - step.elapsed), op
                     )
@@ -154,7 +186,7 @@ async def run_orders(ctx: Context) -> ScenarioResult:
         for conn in conns:
             conn.close()
         result.steps.append(step)
-    result.stock_check = await ctx.checker.check_settled(books)
+    await check_stock(ctx, result, books)
     return result
 
 
@@ -186,17 +218,33 @@ def _order_op(
 
 
 async def run_hot_book(ctx: Context) -> ScenarioResult:
-    """N buyers, one title with S units, at concurrency C: every buyer must get 201 or
-    409, exactly S get 201, no 5xx, and no 409 while stock was left (each 409 must name
-    the book with fewer units available than requested)."""
+    """At each concurrency of `hot_levels` (50 and 200 by default): N buyers, a new title
+    with S units. Every buyer must get 201 or 409, exactly S get 201, no 5xx, and no 409
+    while stock was left (each 409 must name the book with fewer units available than
+    requested). The scenario passes when every level does."""
     p = ctx.profile
     result = ScenarioResult("hot-book")
     buyers = await ctx.fixtures.ensure_users(p.hot_buyers)
     stock = min(p.hot_stock, max(1, len(buyers) - 1))
-    (book,) = await ctx.fixtures.create_books(1, stock, "hot")
-    print(f"[hot-book] {len(buyers)} buyers, {stock} copies of one title, c={p.hot_concurrency}")
+    books: list[Book] = []
+    levels = sorted({min(c, len(buyers)) for c in p.hot_levels})
+    for c in levels:
+        (book,) = await ctx.fixtures.create_books(1, stock, f"hot c{c}")
+        books.append(book)
+        print(f"[hot-book] {len(buyers)} buyers, {stock} copies of one title, c={c}")
+        step, verdict = await _hot_race(ctx, buyers, book, stock, c)
+        result.steps.append(step)
+        result.verdict[step.label] = verdict
+    result.verdict["pass"] = all(v["pass"] for k, v in result.verdict.items() if k != "pass")
+    await check_stock(ctx, result, books)
+    return result
+
+
+async def _hot_race(
+    ctx: Context, buyers: list[User], book: Book, stock: int, c: int
+) -> tuple[Step, dict[str, Any]]:
+    """One race: every buyer's cart holds one unit of `book`; all order at concurrency c."""
     failures = await prepare_carts(ctx.service, buyers, lambda _k, _u: (book.id, 1))
-    c = min(p.hot_concurrency, len(buyers))
     step = Step("hot-book", f"c={c}", c, frozenset({"201", "409"}))
     if failures:
         step.notes.extend(failures[:3])
@@ -223,18 +271,18 @@ async def run_hot_book(ctx: Context) -> ScenarioResult:
         return r.status, t1 - t0
 
     with Progress(step):
-        async with ctx.meter.timed(step):
+        async with ctx.meter.measure(step, profile=c == HEADLINE_CONCURRENCY):
+            t_start = time.perf_counter()
             await closed_loop(step, c, len(buyers), 60.0, op)
     for conn in conns:
         conn.close()
-    result.steps.append(step)
     sold = step.statuses.get("201", 0)
     five_xx = sum(n for s, n in step.statuses.items() if s.startswith("5"))
     other = {s: n for s, n in step.statuses.items() if s not in ("201", "409")}
     completions.sort()
     last_201 = max((t for t, s in completions if s == 201), default=0.0)
     first_409 = min((t for t, s in completions if s == 409), default=0.0)
-    result.verdict = {
+    verdict = {
         "buyers": len(buyers),
         "stock": stock,
         "sold_201": sold,
@@ -248,8 +296,7 @@ async def run_hot_book(ctx: Context) -> ScenarioResult:
         "last_201_answered_at_s": round(last_201, 3),
         "pass": sold == stock and not other and not spurious,
     }
-    result.stock_check = await ctx.checker.check_settled([book])
-    return result
+    return step, verdict
 
 
 def _spurious_conflict(doc: Any, book_id: str) -> str | None:

@@ -140,7 +140,7 @@ async def run_sockets(ctx: Context, count: int | None = None) -> ScenarioResult:
     print(f"[sockets] connecting {n} sockets ({c} at a time), then holding {p.sockets_hold:g} s")
     try:
         with Progress(step):
-            async with ctx.meter.timed(step):
+            async with ctx.meter.measure(step, profile=True):
                 await asyncio.gather(*(connect_worker() for _ in range(c)))
         connected = sum(1 for s in clients if s.connected)
         await asyncio.sleep(p.sockets_hold)

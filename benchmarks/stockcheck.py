@@ -10,6 +10,10 @@ units sold (order_items of PAID and later orders) and the Redis availability cou
     available >= 0
 
 and no benchmark order may be left in PENDING (an order stuck between steps).
+
+After the check, `stock_audit` asks the service's own audit (`POST
+/api/v1/admin/stock-audit`, as the admin) how many units of drift it corrected; a service
+without that route (404/405) is reported as such.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from benchmarks.fixtures import Book
+from benchmarks.fixtures import Book, Fixtures
 
 SOLD = ("PAID", "FULFILLING", "SHIPPED", "DELIVERED")
 AVAIL_KEY = "bb:{{stock}}:avail:{}"
+AUDIT_PATH = "/api/v1/admin/stock-audit"
 
 _QUERY = """
 SELECT b.id, b.stock,
@@ -155,3 +160,60 @@ class StockChecker:
             n += 1
         report.attempts = n
         return report
+
+
+@dataclass
+class AuditReport:
+    available: bool
+    status: int | None = None
+    drift_units: int | None = None
+    corrections: int | None = None
+    samples: list[Any] = field(default_factory=list)
+    error: str | None = None
+
+    def line(self) -> str:
+        if not self.available:
+            return "audit: not available" + (f" ({self.error})" if self.error else "")
+        if self.error:
+            return f"audit: failed ({self.error})"
+        return f"audit drift: {self.drift_units} units ({self.corrections} corrections)"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "available": self.available,
+            "status": self.status,
+            "drift_units": self.drift_units,
+            "corrections": self.corrections,
+            "samples": self.samples[:5],
+            "error": self.error,
+        }
+
+
+async def stock_audit(fixtures: Fixtures) -> AuditReport:
+    """POST /api/v1/admin/stock-audit as the admin: the units of drift it corrected.
+    404/405: the service has no audit yet. Never raises (drift does not fail the run)."""
+    try:
+        token = await fixtures.login_admin()
+        async with fixtures.client() as client:
+            r = await client.post(AUDIT_PATH, headers={"Authorization": f"Bearer {token}"})
+    except Exception as exc:
+        return AuditReport(available=True, error=repr(exc)[:300])
+    if r.status_code in (404, 405):
+        return AuditReport(available=False, status=r.status_code)
+    report = AuditReport(available=True, status=r.status_code)
+    try:
+        data = r.json().get("data") if r.status_code == 200 else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        report.error = f"{r.status_code} {r.text[:300]}"
+        return report
+    drift, corrections = data.get("driftUnits"), data.get("corrections")
+    if isinstance(drift, int):
+        report.drift_units = drift
+    else:
+        report.error = f"no integer driftUnits in {str(data)[:200]}"
+    if isinstance(corrections, list):
+        report.corrections = len(corrections)
+        report.samples = corrections[:5]
+    return report
