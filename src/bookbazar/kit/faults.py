@@ -2,10 +2,13 @@
 
 Only active when FAULT_POINTS / GATE_POINTS list the point, which Settings refuses in
 production. A crash point SIGKILLs the process. A gate makes the race tests' interleavings
-happen across real processes: the process announces it reached the gate (RPUSH to
-`bb:test:gate:<name>:arrived`) and waits until the test pushes to
-`bb:test:gate:<name>:open` (or GATE_TIMEOUT_SECONDS pass), so a test can pause one path
-between its PostgreSQL commit and its Redis step while another path runs.
+happen across real processes, so a test can pause one path between its PostgreSQL commit
+and its Redis step while another path runs:
+- the test arms the gate: RPUSH `bb:test:gate:<name>:armed` (one entry pauses one
+  arrival; an unarmed gate lets every caller through);
+- the process that reaches it takes one entry, announces itself (RPUSH
+  `bb:test:gate:<name>:arrived` <pid>) and waits;
+- the test lets it go: RPUSH `bb:test:gate:<name>:open` (or GATE_TIMEOUT_SECONDS pass).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ async def gate(name: str) -> None:
     # Its own connection with no socket timeout: the wait may be long.
     client = Redis.from_url(_redis_url, decode_responses=True, socket_timeout=None)
     try:
+        if await client.lpop(gate_key(name, "armed")) is None:  # type: ignore[misc]
+            return
         log.warning("gate_reached", point=name, pid=os.getpid())
         await client.rpush(gate_key(name, "arrived"), str(os.getpid()))  # type: ignore[misc]
         opened = await client.blpop(  # type: ignore[misc]
