@@ -7,7 +7,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookbazar.models import Book, Restock
+from bookbazar.models import Book, Order, OrderItem, OrderStatus, Restock
 
 
 def _like(term: str) -> str:
@@ -97,3 +97,15 @@ async def restock_by_key(session: AsyncSession, admin_id: uuid.UUID, key: str) -
             select(Restock).where(Restock.admin_id == admin_id, Restock.idempotency_key == key)
         )
     ).scalar_one_or_none()
+
+
+async def units_held(session: AsyncSession, book_id: uuid.UUID) -> int:
+    """Units of the book held by orders awaiting payment (PostgreSQL's view)."""
+    value = (
+        await session.execute(
+            select(func.coalesce(func.sum(OrderItem.quantity), 0))
+            .join(Order, Order.id == OrderItem.order_id)
+            .where(OrderItem.book_id == book_id, Order.status == OrderStatus.PAYMENT_PENDING.value)
+        )
+    ).scalar_one()
+    return int(value)

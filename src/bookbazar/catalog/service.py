@@ -117,7 +117,9 @@ async def restock(
         counter_updated = True
     except Exception as exc:  # committed: the audit will rebuild the counter
         log.warning("restock_counter_deferred", book_id=str(book_id), error=repr(exc))
-        available, counter_updated = 0, False
+        # What the counter will be once rebuilt: on hand - held by orders awaiting payment.
+        available = book.stock - await repository.units_held(session, book_id)
+        counter_updated = False
     if not replayed:
         log.info("book_restocked", book_id=str(book_id), quantity=quantity, stock=book.stock)
     return Restocked(_admin_out(book, available), replayed, counter_updated)
