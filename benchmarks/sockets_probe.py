@@ -29,12 +29,10 @@ from pathlib import Path
 import aiohttp
 import httpx
 import psutil
-import socketio
 
 from bookbazar.auth.tokens import issue_token
 from bookbazar.embedded import EmbeddedServices, free_port
-from bookbazar.realtime import CHANNEL
-from bookbazar.realtime.emitter import Emitter, manager_emit
+from bookbazar.realtime.emitter import Emitter
 from bookbazar.redis import create_redis
 
 
@@ -152,8 +150,7 @@ async def run(sockets: int, batch: int, database_url: str, redis_url: str, work:
 
             # One event per user from a worker-style write-only emitter.
             redis = create_redis(redis_url)
-            manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL, write_only=True)
-            emitter = Emitter(redis, manager_emit(manager))
+            emitter = Emitter(redis)
             probe.expected = probe.connected
             fan_start = time.perf_counter()
             for user in users:

@@ -29,7 +29,6 @@ from bookbazar.middleware import RequestContextMiddleware
 from bookbazar.orders.routes import router as orders_router
 from bookbazar.payments.routes import router as payments_router
 from bookbazar.payments.sandbox_page import router as sandbox_checkout_router
-from bookbazar.realtime.emitter import manager_emit
 from bookbazar.realtime.server import create_sio, gateway_of
 from bookbazar.services import Services
 from bookbazar.storefront.routes import router as storefront_router
@@ -67,7 +66,7 @@ def create_app(settings: Settings | None = None) -> BookBazarApp:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faults.configure(settings.fault_points, settings.gate_points, redis_url)
-        services = Services.create(settings, manager_emit(sio))
+        services = Services.create(settings)
         gateway = gateway_of(sio)
         await gateway.start()
         app.state.services = services

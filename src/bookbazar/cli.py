@@ -132,16 +132,11 @@ def reconcile() -> None:
 
 
 async def _reconcile(settings: Settings) -> dict[UUID, tuple[int | None, int]]:
-    import socketio
-
-    from bookbazar.realtime import CHANNEL
-    from bookbazar.realtime.emitter import manager_emit
     from bookbazar.services import Services
 
-    _, redis_url = _require_urls(settings)
+    _require_urls(settings)
     # Corrections reach the book rooms of every API instance, as the worker's emits do.
-    manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL, write_only=True)
-    services = Services.create(settings, manager_emit(manager), pool_size=2)
+    services = Services.create(settings, pool_size=2)
     try:
         report = await services.inventory.reconcile()
         if report.corrected:

@@ -83,9 +83,10 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=86_400, ge=86_400)
 
     sweeper_interval_seconds: float = Field(default=30.0, gt=0)
-    # The cart's write-behind to PostgreSQL runs this long after the first change of a
-    # burst; every change until then is written by that one job.
+    # The cart's write-behind to PostgreSQL stores a cart this long after the first change
+    # of a burst (every change until then rides along), checking every interval.
     cart_persist_delay_ms: int = Field(default=1000, ge=0, le=60_000)
+    cart_persist_interval_seconds: float = Field(default=1.0, ge=0.1, le=60)
     # How often orders whose deadline passed are expired (once per deployment).
     expiry_interval_seconds: float = Field(default=1.0, ge=0.1, le=60)
     # How often every counter and hold is compared with PostgreSQL and repaired.

@@ -16,7 +16,7 @@ from bookbazar.db import create_engine, create_sessionmaker
 from bookbazar.inventory.service import Inventory
 from bookbazar.kit.queues import Queues
 from bookbazar.lua import Scripts
-from bookbazar.realtime.emitter import EmitFn, Emitter
+from bookbazar.realtime.emitter import Emitter
 from bookbazar.redis import create_redis
 
 
@@ -43,7 +43,7 @@ class Services:
     clients: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, settings: Settings, emit: EmitFn, *, pool_size: int = 10) -> Services:
+    def create(cls, settings: Settings, *, pool_size: int = 10) -> Services:
         database_url, redis_url = settings.require_urls()
         engine = create_engine(database_url, pool_size=pool_size)
         sessionmaker = create_sessionmaker(engine)
@@ -65,7 +65,7 @@ class Services:
                 orphan_grace_seconds=settings.pending_grace_seconds,
             ),
             queues=Queues(redis),
-            emitter=Emitter(redis, emit),
+            emitter=Emitter(redis),
             books=BookCache(sessionmaker),
             http=httpx.AsyncClient(
                 timeout=10, limits=httpx.Limits(max_connections=64, max_keepalive_connections=32)

@@ -9,7 +9,6 @@ import contextlib
 import importlib
 from typing import Any
 
-import socketio
 import structlog
 from bullmq import Worker
 from prometheus_client import start_http_server
@@ -19,8 +18,6 @@ from bookbazar.kit import faults
 from bookbazar.kit.jobs import JobContext, JobRegistry, JobSpec, Schedule
 from bookbazar.metrics import JOBS
 from bookbazar.outbox.relay import relay_loop
-from bookbazar.realtime import CHANNEL
-from bookbazar.realtime.emitter import manager_emit
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
@@ -34,6 +31,10 @@ JOB_MODULES: tuple[str, ...] = (
     "bookbazar.fulfillment.jobs",
     "bookbazar.notify.jobs",
 )
+# Every worker re-asserts the job schedulers this often: a Redis that lost them (restarted
+# empty, failed over) gets them back. Re-asserting is idempotent and never delays a tick
+# (BullMQ aligns `every` ticks to fixed slots).
+SCHEDULE_REFRESH_SECONDS = 15.0
 # Scheduler ticks: kept briefly, never retried (the next tick does the work again).
 SCHEDULED_JOB_OPTIONS: dict[str, Any] = {
     "attempts": 1,
@@ -131,8 +132,7 @@ class WorkerProcess:
     async def run(self) -> None:
         _, redis_url = self.settings.require_urls()
         faults.configure(self.settings.fault_points, self.settings.gate_points, redis_url)
-        manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL, write_only=True)
-        services = Services.create(self.settings, manager_emit(manager), pool_size=5)
+        services = Services.create(self.settings, pool_size=5)
         registry = load_registry()
         if self.settings.worker_metrics_port:
             # Job counts, order gauges and the audit live in this process: serve them.
@@ -159,7 +159,10 @@ class WorkerProcess:
             )
             for queue in queues
         ]
-        relay = asyncio.create_task(self._relay(services, registry), name="outbox_relay")
+        tasks = [
+            asyncio.create_task(self._relay(services, registry), name="outbox_relay"),
+            asyncio.create_task(self._keep_schedules(services, registry), name="schedules"),
+        ]
         log.info("worker_started", queues=queues, schedules=len(registry.schedules))
         try:
             await self.stop.wait()
@@ -167,11 +170,24 @@ class WorkerProcess:
             log.info("worker_stopping")
             # close() waits for active jobs to finish; their locks are released with them.
             await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await relay
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             await services.close()
             log.info("worker_stopped")
+
+    async def _keep_schedules(self, services: Services, registry: JobRegistry) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=SCHEDULE_REFRESH_SECONDS)
+            if self.stop.is_set():
+                return
+            try:
+                await register_schedules(services, registry)
+            except Exception:
+                log.warning("schedules_not_refreshed", exc_info=True)
 
     async def _relay(self, services: Services, registry: JobRegistry) -> None:
         while not self.stop.is_set():

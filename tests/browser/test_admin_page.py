@@ -10,7 +10,7 @@ from typing import Any
 from playwright.async_api import expect
 from sqlalchemy import text
 
-from bookbazar.kit.queues import CART, DEAD_LETTER
+from bookbazar.kit.queues import DEAD_LETTER, PAYMENT
 from tests.browser.conftest import (
     Shots,
     Store,
@@ -38,9 +38,9 @@ async def test_admin_sees_orders_restocks_and_retries_a_dead_letter(
     scarce = await create_book(store.services, title="Scarce Verses", stock=2)
     buyer = await store.register("Buyer One")
     await api_order(store, buyer, scarce, 2)
-    payload = {"userId": str(uuid.uuid4()), "version": 7}
+    payload = {"paymentId": str(uuid.uuid4()), "orderId": str(uuid.uuid4())}
     await store.services.queues.dead_letter(
-        CART, "persistCart", "persist-x", payload, "ValueError('badly formed user id')", 10
+        PAYMENT, "payment:refund", "refund-x", payload, "ProviderError('provider down')", 10
     )
     admin = await make_admin_user(store)
     errors: list[str] = []
@@ -81,17 +81,17 @@ async def test_admin_sees_orders_restocks_and_retries_a_dead_letter(
     # -- the dead letter, retried back onto its queue
     dlq = page.locator("#admin-dlq")
     await expect(dlq.locator("tbody tr")).to_have_count(1)
-    await expect(dlq).to_contain_text("badly formed user id")
+    await expect(dlq).to_contain_text("provider down")
     await assert_accessible(page)
     await shots.take(page, "admin-overview")
-    await dlq.get_by_role("button", name="Retry persistCart from cart").click()
-    await expect(page.locator("#status")).to_contain_text("Re-queued persistCart on cart")
+    await dlq.get_by_role("button", name="Retry payment:refund from payment").click()
+    await expect(page.locator("#status")).to_contain_text("Re-queued payment:refund on payment")
     await expect(page.locator("#dlq-empty")).to_be_visible()
     assert await store.services.queues.get(DEAD_LETTER).getJobCounts("waiting") == {"waiting": 0}
-    requeued = await store.services.queues.get(CART).getJobs(
+    requeued = await store.services.queues.get(PAYMENT).getJobs(
         ["waiting", "active", "completed", "failed", "delayed"]
     )
-    assert any(j.name == "persistCart" and j.data == payload for j in requeued)
+    assert any(j.name == "payment:refund" and j.data == payload for j in requeued)
     await shots.take(page, "admin-after-retry")
 
     # -- readable on a phone too

@@ -1,26 +1,18 @@
-"""Cart test helpers: the cart as Redis and as PostgreSQL hold it, and a real BullMQ
-worker for the `cart` queue built with the production processor."""
+"""Cart test helpers: the cart as Redis and as PostgreSQL hold it, and its write-behind."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import pytest
-from bullmq import Worker
 from sqlalchemy import text
 
 from bookbazar.cart import service as cart_service
-from bookbazar.cart.jobs import JOBS
-from bookbazar.cart.schemas import PersistCart
-from bookbazar.kit.jobs import JobContext
-from bookbazar.kit.queues import CART
 from bookbazar.services import Services
-from bookbazar.worker import make_processor
 
 CartState = tuple[int, int | None, dict[uuid.UUID, int]]
 
@@ -62,16 +54,15 @@ async def pg_state(services: Services, uid: uuid.UUID) -> CartState | None:
     return int(row.version), cart_service.datetime_to_ms(row.updated_at), lines
 
 
-async def run_persist(services: Services, uid: uuid.UUID, scheduled_ms: int = 0) -> Any:
-    """Run the production persistCart handler for this user, as a job would."""
-    job = PersistCart(user_id=uid, scheduled_ms=scheduled_ms)
-    context = JobContext(services, CART, PersistCart.name, job.job_id())
-    return await JOBS.handlers[CART][PersistCart.name].handler(context, job)
+async def run_persist(services: Services, uid: uuid.UUID) -> Any:
+    """Write this user's cart behind, as the `cart:persist` job does for every due cart."""
+    return await cart_service.persist_cart(services, uid)
 
 
-async def persist_jobs(services: Services) -> list[Any]:
-    """The cart queue's jobs still to run (delayed until the burst's window ends)."""
-    return list(await services.queues.get(CART).getJobs(["delayed", "waiting"]))
+async def dirty(services: Services) -> dict[str, float]:
+    """The carts waiting for their write-behind: user id -> due (ms)."""
+    rows = await services.redis.zrange(cart_service.DIRTY_KEY, 0, -1, withscores=True)
+    return {str(member): float(score) for member, score in rows}
 
 
 async def eventually(
@@ -84,18 +75,3 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
-
-
-@pytest.fixture
-async def cart_worker(services: Services) -> AsyncIterator[Worker]:
-    """A real BullMQ Worker on the `cart` queue, running the production processor."""
-    redis_url = services.settings.redis_url
-    worker = Worker(
-        CART,
-        make_processor(services, CART, JOBS.handlers[CART], {}),
-        {"connection": redis_url, "concurrency": 4, "prefix": "bull"},
-    )
-    try:
-        yield worker
-    finally:
-        await worker.close()

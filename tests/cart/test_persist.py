@@ -1,29 +1,29 @@
-"""Write-behind to PostgreSQL: the coalesced persistCart job, called directly and
-through a real BullMQ worker. PostgreSQL converges on the latest version and never goes
-back: retries, duplicates, reordering, Redis loss, dead-lettering, delayed runs."""
+"""Write-behind to PostgreSQL: the coalesced `cart:persist` job, called directly and run
+by a real worker. PostgreSQL converges on the latest version and never goes back:
+retries, duplicates, reordering, concurrent writers, Redis loss, a worker that dies."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
-from bullmq import Worker
-from structlog.testing import capture_logs
 
 from bookbazar.cart import repository
 from bookbazar.cart import service as cart_service
-from bookbazar.cart.schemas import PersistCart
-from bookbazar.kit.queues import CART, DEAD_LETTER
+from bookbazar.cart.jobs import PERSIST_JOB
+from bookbazar.config import Settings
+from bookbazar.kit.clock import now_ms
 from bookbazar.models.commerce import MAX_LINE_QUANTITY
 from bookbazar.services import Services
-from bookbazar.worker import load_registry
+from bookbazar.worker import WorkerProcess, load_registry
 from tests.cart.conftest import (
     add,
+    dirty,
     eventually,
-    persist_jobs,
     pg_state,
     redis_state,
     run_persist,
@@ -32,30 +32,93 @@ from tests.cart.conftest import (
 from tests.conftest import create_book, register
 
 
-async def test_the_worker_registers_persist_cart() -> None:
-    assert PersistCart.name in load_registry().handlers[CART]
+async def test_the_worker_schedules_the_write_behind() -> None:
+    assert any(s.name == PERSIST_JOB for s in load_registry().schedules)
 
 
-async def test_a_burst_of_changes_schedules_one_job(
+async def test_a_burst_of_changes_is_one_due_entry_written_once(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     user = await register(client)
     uid = user_id(user)
     books = [await create_book(services) for _ in range(3)]
+    before = now_ms()
     for i, book in enumerate(books):
         assert (await add(client, user, book, i + 1)).status_code == 200
     assert (await add(client, user, books[0], 5)).status_code == 200
-    [job] = await persist_jobs(services)
-    assert job.name == "persistCart"
-    assert job.data["userId"] == str(uid)
-    assert job.opts["attempts"] == 10
-    assert job.opts["backoff"] == {"type": "exponential", "delay": 1000}
-    assert job.opts["delay"] == services.settings.cart_persist_delay_ms
-    assert str(job.id) == f"persist-{uid}-{job.data['scheduledMs']}"
-    # The job reads the cart (and its mark): the next change schedules the next job.
-    assert (await run_persist(services, uid))["version"] == 4
+    entries = await dirty(services)
+    assert list(entries) == [str(uid)]
+    delay = services.settings.cart_persist_delay_ms
+    # Due one delay after the FIRST change of the burst: later changes ride along.
+    assert before + delay <= entries[str(uid)] < before + delay + 2_000
+    assert await cart_service.persist_due(services) == 0  # not due yet
+    await services.redis.zadd(cart_service.DIRTY_KEY, {str(uid): now_ms() - 1})
+    assert await cart_service.persist_due(services) == 1
+    assert await dirty(services) == {}
+    state = await pg_state(services, uid)
+    assert state is not None and state == await redis_state(services, uid)
+    assert state[0] == 4
+    # The next change makes it due again.
     assert (await add(client, user, books[1], 9)).status_code == 200
-    assert len(await persist_jobs(services)) == 2
+    assert list(await dirty(services)) == [str(uid)]
+
+
+async def test_a_change_while_the_job_holds_the_cart_is_not_lost(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """The job took the entry (under its lease) and read the cart; a change lands before
+    it lets go: the entry stays, due again, and the next round writes the change."""
+    user = await register(client)
+    uid = user_id(user)
+    book = await create_book(services)
+    assert (await add(client, user, book, 1)).status_code == 200
+    now = now_ms()
+    lease = now + cart_service.PERSIST_LEASE_MS
+    taken = await services.scripts.run(
+        "dirty_take", [cart_service.DIRTY_KEY], [now + 10_000, lease, 10]
+    )
+    assert taken == [str(uid)]
+    await cart_service.persist_carts(services, [uid])  # writes version 1
+    assert (await add(client, user, book, 2)).status_code == 200  # version 2, meanwhile
+    released = await services.scripts.run(
+        "dirty_release", [cart_service.DIRTY_KEY], [lease, str(uid)]
+    )
+    assert released == 0  # kept: it changed again
+    assert (await pg_state(services, uid))[0] == 1  # type: ignore[index]
+    await services.redis.zadd(cart_service.DIRTY_KEY, {str(uid): now_ms() - 1})
+    await cart_service.persist_due(services)
+    assert await pg_state(services, uid) == await redis_state(services, uid)
+    assert (await pg_state(services, uid))[0] == 2  # type: ignore[index]
+
+
+async def test_a_worker_that_dies_holding_carts_lets_them_come_due_again(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    user = await register(client)
+    uid = user_id(user)
+    assert (await add(client, user, await create_book(services), 3)).status_code == 200
+    now = now_ms()
+    # Taken by a worker that then dies (its lease ran out a moment ago).
+    taken = await services.scripts.run(
+        "dirty_take", [cart_service.DIRTY_KEY], [now + 10_000, now - 1, 10]
+    )
+    assert taken == [str(uid)]
+    assert await cart_service.persist_due(services) == 1
+    assert await pg_state(services, uid) == await redis_state(services, uid)
+
+
+async def test_many_carts_are_written_in_one_round(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    users = [await register(client) for _ in range(5)]
+    book = await create_book(services, stock=100)
+    for n, user in enumerate(users):
+        assert (await add(client, user, book, n + 1)).status_code == 200
+    for uid in await dirty(services):
+        await services.redis.zadd(cart_service.DIRTY_KEY, {uid: now_ms() - 1})
+    assert await cart_service.persist_due(services) == 5
+    for n, user in enumerate(users):
+        assert (await pg_state(services, user_id(user)))[2] == {book: n + 1}  # type: ignore[index]
 
 
 async def test_persist_replayed_duplicated_and_out_of_order_leaves_pg_equal_to_redis(
@@ -83,8 +146,8 @@ async def test_persist_replayed_duplicated_and_out_of_order_leaves_pg_equal_to_r
     )
     assert resp.status_code == 200
     assert (await add(client, user, books[1], 7)).status_code == 200
-    for scheduled in (1, 5, 4, 2):
-        await run_persist(services, uid, scheduled)
+    for _ in range(4):
+        await run_persist(services, uid)
         assert await pg_state(services, uid) == await redis_state(services, uid)
     state = await pg_state(services, uid)
     assert state is not None and state[0] == 5
@@ -160,7 +223,7 @@ async def test_persist_with_no_cart_in_redis_does_nothing(
 async def test_postgres_converges_after_redis_loses_everything(
     client: httpx.AsyncClient, services: Services
 ) -> None:
-    """Redis flushed between changes and jobs: the rehydrated cart continues from the
+    """Redis flushed between changes and writes: the rehydrated cart continues from the
     stored version, and PostgreSQL only ever moves forward."""
     user = await register(client)
     uid = user_id(user)
@@ -178,7 +241,7 @@ async def test_postgres_converges_after_redis_loses_everything(
     assert state is not None and state[0] == 3
     assert state[2] == {books[0]: 2, books[1]: 3, books[2]: 1}
     versions = [stored[0]]
-    for _ in range(3):  # replayed jobs of before and after the loss
+    for _ in range(3):  # replayed runs of before and after the loss
         await run_persist(services, uid)
         now = await pg_state(services, uid)
         assert now is not None
@@ -187,138 +250,51 @@ async def test_postgres_converges_after_redis_loses_everything(
     assert await pg_state(services, uid) == state
 
 
+@pytest.fixture
+async def running_worker(settings: Settings) -> AsyncIterator[WorkerProcess]:
+    settings.cart_persist_interval_seconds = 0.2
+    settings.cart_persist_delay_ms = 300
+    settings.sweeper_interval_seconds = 3600
+    process = WorkerProcess(settings, concurrency=4)
+    task = asyncio.create_task(process.run())
+    await asyncio.sleep(0.5)
+    yield process
+    process.stop.set()
+    await asyncio.wait_for(task, timeout=30)
+
+
 async def test_a_real_worker_converges_and_coalesces(
-    client: httpx.AsyncClient, services: Services, cart_worker: Worker
+    client: httpx.AsyncClient, services: Services, running_worker: WorkerProcess
 ) -> None:
     user = await register(client)
     uid = user_id(user)
     books = [await create_book(services, stock=30) for _ in range(4)]
-    for i in range(10):
-        assert (await add(client, user, books[i % 4], i % 5 + 1)).status_code == 200
-    resp = await client.post(
-        "/api/v1/cart/remove", json={"bookId": str(books[0])}, headers=user["headers"]
-    )
-    assert resp.status_code == 200
     seen: list[int] = []
 
-    async def synced() -> bool:
-        state = await pg_state(services, uid)
-        if state is not None:
-            seen.append(state[0])
-        return state is not None and state == await redis_state(services, uid)
+    async def watch() -> None:
+        while True:
+            state = await pg_state(services, uid)
+            if state is not None and (not seen or seen[-1] != state[0]):
+                seen.append(state[0])
+            await asyncio.sleep(0.02)
 
-    await eventually(synced)
+    watcher = asyncio.create_task(watch())
+    try:
+        for i in range(10):
+            assert (await add(client, user, books[i % 4], i % 5 + 1)).status_code == 200
+        resp = await client.post(
+            "/api/v1/cart/remove", json={"bookId": str(books[0])}, headers=user["headers"]
+        )
+        assert resp.status_code == 200
+
+        async def synced() -> bool:
+            state = await pg_state(services, uid)
+            return state is not None and state == await redis_state(services, uid)
+
+        await eventually(synced)
+    finally:
+        watcher.cancel()
     assert (await pg_state(services, uid))[0] == 11  # type: ignore[index]
     assert seen == sorted(seen)  # never went back
-
-    async def all_done() -> bool:
-        counts = await services.queues.get(CART).getJobCounts(
-            "waiting", "active", "delayed", "completed"
-        )
-        pending = counts["waiting"] + counts["active"] + counts["delayed"]
-        return bool(pending == 0 and counts["completed"] >= 1)
-
-    await eventually(all_done)
-    completed = (await services.queues.get(CART).getJobCounts("completed"))["completed"]
-    assert 1 <= completed < 11  # eleven changes, far fewer writes
-
-
-async def test_a_job_that_always_fails_ends_in_the_dead_letter_queue(
-    services: Services, cart_worker: Worker
-) -> None:
-    await services.queues.add(
-        CART,
-        PersistCart.name,
-        {"userId": "not-a-user-id", "scheduledMs": 1},
-        job_id="persist-broken-1",
-        attempts=2,
-        backoff={"type": "fixed", "delay": 100},
-    )
-    dead_letters = services.queues.get(DEAD_LETTER)
-
-    async def dead_lettered() -> bool:
-        return bool(await dead_letters.getJobs(["waiting"]))
-
-    await eventually(dead_lettered, timeout=15)
-    [job] = await dead_letters.getJobs(["waiting"])
-    assert job.name == "cart:persistCart"
-    assert job.data["originalQueue"] == CART
-    assert job.data["jobId"] == "persist-broken-1"
-    assert job.data["payload"] == {"userId": "not-a-user-id", "scheduledMs": 1}
-    assert job.data["attemptsMade"] == 2
-    assert "validation error for PersistCart" in job.data["reason"]
-    assert "userId" in job.data["reason"]
-    assert await services.queues.get(CART).getJobState("persist-broken-1") == "failed"
-
-
-async def test_a_job_delayed_more_than_5_seconds_still_runs(
-    client: httpx.AsyncClient, services: Services, cart_worker: Worker
-) -> None:
-    """The redis-py socket-timeout trap: an idle worker must still wake for a job that
-    becomes due after more than 5 s (redis<8; bullmq's own connection, no timeout)."""
-    services.settings.cart_persist_delay_ms = 6_000
-    user = await register(client)
-    uid = user_id(user)
-    book = await create_book(services)
-    await asyncio.sleep(0.5)  # the worker is idle, blocked waiting for jobs
-    assert (await add(client, user, book, 4)).status_code == 200
-    [job] = await persist_jobs(services)
-    assert await services.queues.get(CART).getJobState(job.id) == "delayed"
-
-    async def persisted() -> bool:
-        return await pg_state(services, uid) == await redis_state(services, uid)
-
-    await eventually(persisted, timeout=20, interval=0.2)
-    assert await services.queues.get(CART).getJobState(job.id) == "completed"
-
-
-async def test_a_failed_enqueue_is_retried(
-    client: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    user = await register(client)
-    book = await create_book(services)
-    real_add = services.queues.add
-    calls = 0
-
-    async def flaky_add(*args: object, **kwargs: object) -> str:
-        nonlocal calls
-        calls += 1
-        if calls < 3:
-            raise ConnectionError("injected enqueue failure")
-        return await real_add(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(services.queues, "add", flaky_add)
-    assert (await add(client, user, book, 1)).status_code == 200
-    assert calls == 3
-    assert len(await persist_jobs(services)) == 1
-
-
-async def test_an_enqueue_that_keeps_failing_is_reported_not_dropped_silently(
-    client: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    user = await register(client)
-    uid = user_id(user)
-    book = await create_book(services)
-
-    async def broken_add(*args: object, **kwargs: object) -> str:
-        raise ConnectionError("injected enqueue failure")
-
-    monkeypatch.setattr(services.queues, "add", broken_add)
-    with capture_logs() as logs:
-        resp = await add(client, user, book, 2)
-    # The change is made (Redis is the truth) and the failure is logged with the user.
-    assert resp.status_code == 200, resp.text
-    assert (await redis_state(services, uid))[2] == {book: 2}  # type: ignore[index]
-    errors = [e for e in logs if e["event"] == "cart_persist_enqueue_failed"]
-    assert len(errors) == 1
-    assert errors[0]["user_id"] == str(uid) and errors[0]["log_level"] == "error"
-
-    # Once the lost job's mark is stale, the next change schedules again, and that job
-    # persists everything, including the change whose job was lost.
-    monkeypatch.undo()
-    monkeypatch.setattr(cart_service, "PERSIST_STALE_MS", 0)
-    other = await create_book(services)
-    assert (await add(client, user, other, 1)).status_code == 200
-    assert len(await persist_jobs(services)) == 1
-    await run_persist(services, uid)
-    assert (await pg_state(services, uid))[2] == {book: 2, other: 1}  # type: ignore[index]
+    assert len(seen) < 11  # eleven changes, far fewer writes
+    assert await dirty(services) == {}

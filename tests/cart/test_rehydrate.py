@@ -22,7 +22,7 @@ async def _persisted_cart(
         "/api/v1/cart/remove", json={"bookId": str(books[2])}, headers=user["headers"]
     )
     assert resp.status_code == 200
-    await run_persist(services, user_id(user), 4)
+    await run_persist(services, user_id(user))
     return user, list(books)
 
 

@@ -3,24 +3,18 @@ that need no server (origin check, rate window)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 from redis.asyncio import Redis
 
 from bookbazar.config import Settings
+from bookbazar.realtime import CHANNEL
 from bookbazar.realtime.emitter import Emitter
 from bookbazar.realtime.limits import Rate, SlidingWindow
 from bookbazar.realtime.server import Gateway, origin_checker
 from bookbazar.realtime.stream import STREAM_RETENTION_MS, now_ms, read_after, stream_key
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Any, str]] = []
-
-    async def __call__(self, event: str, data: Any, room: str) -> None:
-        self.sent.append((event, data, room))
 
 
 async def test_events_older_than_the_retention_are_trimmed(
@@ -36,7 +30,7 @@ async def test_events_older_than_the_retention_are_trimmed(
             {"id": event_id, "event": "order.created", "payload": "{}"},
             id=f"{now - age_minutes * 60 * 1000}-0",
         )
-    newest = await Emitter(raw_redis, Recorder()).emit_to_user(user_id, "order.paid", {})
+    newest = await Emitter(raw_redis).emit_to_user(user_id, "order.paid", {})
     events, _ = await read_after(raw_redis, user_id, None)
     assert [e.id for e in events] == ["kept", newest]
     assert 0 < await raw_redis.pttl(key) <= STREAM_RETENTION_MS
@@ -44,7 +38,7 @@ async def test_events_older_than_the_retention_are_trimmed(
 
 async def test_read_after_walks_back_across_batches(settings: Settings, raw_redis: Redis) -> None:
     user_id = uuid.uuid4()
-    emitter = Emitter(raw_redis, Recorder())
+    emitter = Emitter(raw_redis)
     ids = [await emitter.emit_to_user(user_id, "cart:update", {"n": n}) for n in range(450)]
     events, found = await read_after(raw_redis, user_id, ids[10])
     assert found
@@ -59,12 +53,23 @@ async def test_read_after_walks_back_across_batches(settings: Settings, raw_redi
 async def test_emitter_sends_to_the_users_room_and_stock_to_the_book_room(
     settings: Settings, raw_redis: Redis
 ) -> None:
-    recorder = Recorder()
-    emitter = Emitter(raw_redis, recorder)
+    """What the emitter publishes on the Socket.IO channel, in python-socketio's format."""
+    emitter = Emitter(raw_redis)
     user_id, book_id = uuid.uuid4(), uuid.uuid4()
+    pubsub = raw_redis.pubsub()
+    await pubsub.subscribe(CHANNEL)
     event_id = await emitter.emit_to_user(user_id, "order.paid", {"orderId": "o"})
     await emitter.emit_stock({book_id: -3})
-    assert recorder.sent == [
+    sent: list[tuple[str, Any, str]] = []
+    for _ in range(50):
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if message:
+            body = json.loads(message["data"])
+            sent.append((body["event"], body["data"][0], body["room"]))
+        if len(sent) == 2:
+            break
+    await pubsub.aclose()
+    assert sent == [
         ("order.paid", {"orderId": "o", "id": event_id}, f"user:{user_id}"),
         ("stock:update", {"bookId": str(book_id), "available": 0}, f"book:{book_id}"),
     ]

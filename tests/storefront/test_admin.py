@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bookbazar.kit.queues import CART, DEAD_LETTER, NOTIFY
+from bookbazar.kit.queues import DEAD_LETTER, NOTIFY, PAYMENT
 from bookbazar.services import Services
 from tests.conftest import create_book, make_admin, register
 from tests.orders.conftest import add_to_cart, place
@@ -104,31 +104,31 @@ async def test_dead_letter_list_and_retry_moves_the_job_back(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     admin = await make_admin(client, services)
-    payload = {"userId": str(uuid.uuid4()), "version": 3}
-    dead_id = await _dead_letter(services, CART, "persistCart", payload)
+    payload = {"paymentId": str(uuid.uuid4()), "orderId": str(uuid.uuid4())}
+    dead_id = await _dead_letter(services, PAYMENT, "payment:refund", payload)
 
     listed = await client.get("/api/v1/admin/dead-letter", headers=admin["headers"])
     assert listed.status_code == 200
     data = listed.json()["data"]
     assert data["total"] == 1
     [item] = data["items"]
-    assert item["id"] == dead_id and item["originalQueue"] == CART
-    assert item["name"] == "persistCart" and item["payload"] == payload
+    assert item["id"] == dead_id and item["originalQueue"] == PAYMENT
+    assert item["name"] == "payment:refund" and item["payload"] == payload
     assert item["attemptsMade"] == 10 and "RuntimeError" in item["reason"]
     assert item["originalJobId"] == "original-1" and item["deadLetteredAt"] > 0
 
-    cart_queue = services.queues.get(CART)
-    before = await cart_queue.getJobCounts("waiting", "delayed", "prioritized")
+    payment_queue = services.queues.get(PAYMENT)
+    before = await payment_queue.getJobCounts("waiting", "delayed", "prioritized")
     resp = await client.post(f"/api/v1/admin/dead-letter/{dead_id}/retry", headers=admin["headers"])
     assert resp.status_code == 200, resp.text
     result = resp.json()["data"]
-    assert result["queue"] == CART and result["name"] == "persistCart"
+    assert result["queue"] == PAYMENT and result["name"] == "payment:refund"
 
-    requeued = await cart_queue.getJob(result["jobId"])
+    requeued = await payment_queue.getJob(result["jobId"])
     assert requeued is not None
-    assert requeued.name == "persistCart" and requeued.data == payload
+    assert requeued.name == "payment:refund" and requeued.data == payload
     assert int(requeued.opts["attempts"]) == 10  # the queue's normal options again
-    after = await cart_queue.getJobCounts("waiting", "delayed", "prioritized")
+    after = await payment_queue.getJobCounts("waiting", "delayed", "prioritized")
     assert sum(after.values()) == sum(before.values()) + 1
     # Gone from the dead-letter queue, so a second retry is a 404 and adds nothing.
     assert await services.queues.get(DEAD_LETTER).getJob(dead_id) is None
@@ -138,9 +138,9 @@ async def test_dead_letter_list_and_retry_moves_the_job_back(
         f"/api/v1/admin/dead-letter/{dead_id}/retry", headers=admin["headers"]
     )
     assert again.status_code == 404
-    assert sum((await cart_queue.getJobCounts("waiting", "delayed", "prioritized")).values()) == (
-        sum(after.values())
-    )
+    assert sum(
+        (await payment_queue.getJobCounts("waiting", "delayed", "prioritized")).values()
+    ) == (sum(after.values()))
 
 
 async def test_a_dead_letter_naming_an_unknown_queue_is_not_retried(

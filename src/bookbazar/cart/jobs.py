@@ -1,21 +1,20 @@
-"""Cart jobs: the coalesced write-behind of the Redis cart to PostgreSQL."""
+"""Cart work in the worker: the coalesced write-behind of Redis carts to PostgreSQL, as a
+job scheduler (once per deployment, whatever the number of workers)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import structlog
-
 from bookbazar.cart import service
-from bookbazar.cart.schemas import PersistCart
-from bookbazar.kit.jobs import JobContext, JobRegistry
+from bookbazar.kit.jobs import JobRegistry
+from bookbazar.kit.queues import CART
+from bookbazar.services import Services
 
 JOBS = JobRegistry()
+PERSIST_JOB = "cart:persist"
 
 
-@JOBS.job(PersistCart)
-async def persist_cart(ctx: JobContext, job: PersistCart) -> dict[str, Any]:
-    """Stores the CURRENT Redis cart if newer than PostgreSQL's, so retries, duplicates
-    and out-of-order runs are harmless."""
-    structlog.contextvars.bind_contextvars(user_id=str(job.user_id))
-    return await service.persist_cart(ctx.services, job.user_id)
+@JOBS.every(CART, PERSIST_JOB, lambda settings: settings.cart_persist_interval_seconds)
+async def persist_due_carts(services: Services) -> dict[str, Any]:
+    """Store every cart whose write-behind is due, many per transaction."""
+    return {"carts": await service.persist_due(services)}

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, exists, literal, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookbazar.models import Book, Cart, CartItem, User
+from bookbazar.models import Book, Cart, CartItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +42,79 @@ async def load_cart(session: AsyncSession, user_id: uuid.UUID) -> StoredCart | N
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CartRow:
+    """A cart as Redis held it, to be stored."""
+
+    user_id: uuid.UUID
+    version: int
+    updated_at: datetime
+    lines: Sequence[tuple[uuid.UUID, int]]
+
+
+_UPSERT_CARTS = text(
+    """
+    INSERT INTO carts (id, user_id, version, updated_at)
+    SELECT gen_random_uuid(), u.user_id, u.version, u.updated_at
+    FROM unnest(CAST(:users AS uuid[]), CAST(:versions AS bigint[]),
+                CAST(:ats AS timestamptz[])) AS u(user_id, version, updated_at)
+    WHERE EXISTS (SELECT 1 FROM users WHERE users.id = u.user_id)
+    ON CONFLICT (user_id) DO UPDATE
+      SET version = excluded.version, updated_at = excluded.updated_at
+      WHERE carts.version < excluded.version
+    RETURNING id, user_id
+    """
+)
+_INSERT_LINES = text(
+    """
+    INSERT INTO cart_items (cart_id, book_id, quantity)
+    SELECT l.cart_id, l.book_id, l.quantity
+    FROM unnest(CAST(:carts AS uuid[]), CAST(:books AS uuid[]),
+                CAST(:quantities AS integer[])) AS l(cart_id, book_id, quantity)
+    WHERE EXISTS (SELECT 1 FROM books WHERE books.id = l.book_id)
+    """
+)
+
+
+async def save_snapshots(session: AsyncSession, rows: Sequence[CartRow]) -> set[uuid.UUID]:
+    """Store each row as its user's cart if it is newer than the stored one: three
+    statements for any number of carts. The upsert is guarded by
+    `carts.version < excluded.version` (concurrent writers serialise on the row; the older
+    one changes nothing), then the written carts' lines are replaced. Users that no longer
+    exist are skipped, and lines of books that no longer exist are dropped. Rows are
+    written in user order, so two batches never deadlock. Returns the users written. The
+    caller owns the transaction."""
+    ordered = sorted(rows, key=lambda row: str(row.user_id))
+    result = await session.execute(
+        _UPSERT_CARTS,
+        {
+            "users": [row.user_id for row in ordered],
+            "versions": [row.version for row in ordered],
+            "ats": [row.updated_at for row in ordered],
+        },
+    )
+    written = {r.user_id: r.id for r in result}
+    if not written:
+        return set()
+    await session.execute(delete(CartItem).where(CartItem.cart_id.in_(list(written.values()))))
+    lines = [
+        (written[row.user_id], book_id, quantity)
+        for row in ordered
+        if row.user_id in written
+        for book_id, quantity in row.lines
+    ]
+    if lines:
+        await session.execute(
+            _INSERT_LINES,
+            {
+                "carts": [cart for cart, _, _ in lines],
+                "books": [book for _, book, _ in lines],
+                "quantities": [quantity for _, _, quantity in lines],
+            },
+        )
+    return set(written)
+
+
 async def save_snapshot(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -50,39 +122,6 @@ async def save_snapshot(
     updated_at: datetime,
     lines: Sequence[tuple[uuid.UUID, int]],
 ) -> bool:
-    """Store this snapshot as the user's cart if it is newer than the stored one.
-
-    One upsert guarded by `carts.version < excluded.version` (concurrent writers serialise
-    on the row; the older one changes nothing), then the lines are replaced. Returns False
-    when the stored cart is as new or newer, or the user no longer exists. Lines of books
-    that no longer exist are dropped. The caller owns the transaction.
-    """
-    upsert = insert(Cart).from_select(
-        [Cart.id, Cart.user_id, Cart.version, Cart.updated_at],
-        select(
-            literal(uuid.uuid4()),
-            literal(user_id),
-            literal(version),
-            literal(updated_at),
-        ).where(exists().where(User.id == user_id)),
-    )
-    guarded = upsert.on_conflict_do_update(
-        index_elements=[Cart.user_id],
-        set_={"version": upsert.excluded.version, "updated_at": upsert.excluded.updated_at},
-        where=Cart.version < upsert.excluded.version,
-    ).returning(Cart.id)
-    cart_id = (await session.execute(guarded)).scalar_one_or_none()
-    if cart_id is None:
-        return False
-    await session.execute(delete(CartItem).where(CartItem.cart_id == cart_id))
-    if lines:
-        book_ids = [book_id for book_id, _ in lines]
-        known = set((await session.execute(select(Book.id).where(Book.id.in_(book_ids)))).scalars())
-        rows = [
-            {"cart_id": cart_id, "book_id": book_id, "quantity": quantity}
-            for book_id, quantity in lines
-            if book_id in known
-        ]
-        if rows:
-            await session.execute(insert(CartItem), rows)
-    return True
+    """Store one cart (see `save_snapshots`); False when the stored one is as new or
+    newer, or the user no longer exists."""
+    return bool(await save_snapshots(session, [CartRow(user_id, version, updated_at, lines)]))

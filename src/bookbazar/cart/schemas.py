@@ -5,7 +5,6 @@ import uuid
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from bookbazar.kit.queues import CART, JobPayload, job_id
 from bookbazar.models.commerce import MAX_LINE_QUANTITY
 
 
@@ -59,17 +58,3 @@ class CartOut(_Out):
 
 class CartChangeOut(CartOut):
     adjusted: AdjustedOut | None = None
-
-
-class PersistCart(JobPayload):
-    """Write the user's Redis cart to PostgreSQL (the coalesced write-behind)."""
-
-    queue = CART
-    name = "persistCart"
-
-    user_id: uuid.UUID = Field(alias="userId")
-    # When this burst's job was scheduled (ms): one job per burst.
-    scheduled_ms: int = Field(alias="scheduledMs")
-
-    def job_id(self) -> str:
-        return job_id("persist", self.user_id, self.scheduled_ms)

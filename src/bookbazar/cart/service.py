@@ -2,19 +2,22 @@
 
 Redis holds the live cart: one hash per user (`bb:cart:{<userId>}`), changed only by
 `cart_change.lua`, which makes each change atomically, bumps the version once per changed
-line and marks the cart for the write-behind, in one round trip. PostgreSQL holds a copy
-written behind by the `persistCart` job, coalesced: the first change after a write
-schedules one job CART_PERSIST_DELAY_MS later, and every change until that job reads the
-cart rides along. The job stores the cart as it is then, guarded by its version, so
-PostgreSQL converges on the latest version and never goes back. When Redis has lost a
-cart, the next read or write rehydrates it from PostgreSQL first. One `cart:update` event
-per changed line goes to the user's room.
+line and sends one `cart:update` event per changed line to the user's room (and their
+recent-events stream), in one round trip together with the write-behind mark.
+
+PostgreSQL holds a copy written behind, coalesced: a change puts the user in the dirty
+set (`bb:cart-dirty`, due CART_PERSIST_DELAY_MS after the first change of a burst; later
+changes keep the earliest due time), and the `cart:persist` job, scheduled once per
+deployment, stores every due cart as it is then, many in one transaction, each guarded by
+its version: PostgreSQL converges on the latest version and never goes back. When Redis
+has lost a cart, the next read or write rehydrates it from PostgreSQL first.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
+import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,27 +25,29 @@ from typing import Any
 from uuid import UUID
 
 import structlog
+from redis.asyncio.client import Pipeline
 
 from bookbazar.cart import repository
-from bookbazar.cart.schemas import AdjustedOut, CartChangeOut, CartItemOut, CartOut, PersistCart
+from bookbazar.cart.schemas import AdjustedOut, CartChangeOut, CartItemOut, CartOut
 from bookbazar.errors import Conflict, NotFound, Unprocessable
 from bookbazar.kit import faults
 from bookbazar.kit.clock import now_ms
+from bookbazar.metrics import EVENTS_EMITTED
 from bookbazar.models.commerce import MAX_LINE_QUANTITY
+from bookbazar.realtime import user_room
+from bookbazar.realtime.stream import STREAM_MAXLEN, STREAM_RETENTION_MS, stream_key
+from bookbazar.realtime.wire import lua_config
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
 
 CART_UPDATE = "cart:update"
-ITEM_UPDATED = "cart:item_updated"
-ITEM_DELETED = "cart:item_deleted"
-CLEARED = "cart:cleared"
-# Enqueueing the write-behind job: tries, and the pause before each retry (seconds).
-ENQUEUE_ATTEMPTS = 3
-ENQUEUE_RETRY_PAUSE = 0.05
-# A scheduled persist job not run after this long is presumed lost: the next change
-# schedules another (a duplicate is harmless: the job is version-guarded).
-PERSIST_STALE_MS = 30_000
+# Users whose cart changed since it was last written to PostgreSQL: zset user -> due (ms).
+DIRTY_KEY = "bb:cart-dirty"
+# How many carts one persist round takes, and how long it holds them (a worker that dies
+# holding them lets them come due again after this).
+PERSIST_BATCH = 500
+PERSIST_LEASE_MS = 60_000
 # A cart that vanishes again right after being rehydrated (Redis flushed repeatedly).
 _REHYDRATE_ROUNDS = 3
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -100,8 +105,8 @@ class ChangeResult:
     status: Change
     version: int = 0
     updated_at: int = 0
-    schedule: bool = False
     info: str = ""
+    events: int = 0  # cart:update events sent
     snapshot: CartSnapshot | None = None
 
 
@@ -109,15 +114,19 @@ def _change_result(reply: Sequence[Any]) -> ChangeResult:
     status = Change(str(reply[0]))
     if status is Change.NO_CART:
         return ChangeResult(status)
-    fields = [str(v) for v in reply[5:]]
     return ChangeResult(
         status=status,
         version=int(reply[1]),
         updated_at=int(reply[2]),
-        schedule=int(reply[3]) == 1,
-        info=str(reply[4]),
-        snapshot=parse_snapshot(dict(zip(fields[::2], fields[1::2], strict=True))),
+        info=str(reply[3]),
+        events=int(reply[4]),
+        snapshot=_fields(reply[5:]),
     )
+
+
+def _fields(flat: Sequence[Any]) -> CartSnapshot | None:
+    values = [str(v) for v in flat]
+    return parse_snapshot(dict(zip(values[::2], values[1::2], strict=True)))
 
 
 async def read_snapshot(services: Services, user_id: UUID) -> CartSnapshot | None:
@@ -163,86 +172,51 @@ async def load_snapshot(services: Services, user_id: UUID) -> CartSnapshot:
 
 
 async def _change(
-    services: Services, user_id: UUID, op: str, args: Sequence[str | int]
+    services: Services,
+    user_id: UUID,
+    op: str,
+    args: Sequence[str | int],
+    *,
+    store: tuple[str, str, int] | None = None,
+    publish: Sequence[str] = (),
 ) -> ChangeResult:
-    """Run one change; if Redis has no cart, rehydrate it and run the change again. Then
-    schedule the write-behind if the script asked for it."""
-    script_keys = [cart_key(user_id), ordered_key(user_id)]
-    argv: list[str | int] = [op, now_ms(), PERSIST_STALE_MS, *args]
+    """Run one change (with its events and the write-behind mark) in one round trip; if
+    Redis has no cart, rehydrate it and run the change again. `store` (key, value, TTL s)
+    and `publish` (Socket.IO messages) are done in the same step, once."""
+    now = now_ms()
+    extras: dict[str, Any] = {
+        "emit": {
+            **lua_config(user_room(user_id)),
+            "user": str(user_id),
+            "id": uuid.uuid4().hex,
+            "maxlen": STREAM_MAXLEN,
+            "keep": STREAM_RETENTION_MS,
+        },
+        "publish": list(publish),
+    }
+    script_keys = [cart_key(user_id), ordered_key(user_id), stream_key(user_id)]
+    if store is not None:
+        extras["store"] = {"value": store[1], "ttl": store[2]}
+        script_keys.append(store[0])
+    else:
+        script_keys.append(cart_key(user_id))
+    argv: list[str | int] = [op, now, json.dumps(extras, separators=(",", ":")), *args]
+    due = now + services.settings.cart_persist_delay_ms
+
+    def mark_dirty(pipe: Pipeline) -> None:
+        # LT: a burst keeps its first due time, and a change made while the persist job
+        # holds the entry (its score moved into the future) brings it due again.
+        pipe.zadd(DIRTY_KEY, {str(user_id): due}, lt=True)
+
     for _ in range(_REHYDRATE_ROUNDS):
-        result = _change_result(await services.scripts.run("cart_change", script_keys, argv))
+        replies = await services.scripts.run_with("cart_change", script_keys, argv, mark_dirty)
+        result = _change_result(replies[0])
         if result.status is not Change.NO_CART:
-            if result.schedule:
-                await schedule_persist(services, user_id, result.updated_at)
+            if result.events:
+                EVENTS_EMITTED.labels(CART_UPDATE).inc(result.events)
             return result
         await rehydrate(services, user_id)
     raise RuntimeError("the cart kept disappearing from Redis while being changed")
-
-
-# ------------------------------------------------------------------ after a change
-
-
-def _event(
-    kind: str,
-    user_id: UUID,
-    version: int,
-    updated_at: int,
-    *,
-    book_id: UUID | str | None = None,
-    quantity: int | None = None,
-) -> dict[str, Any]:
-    payload: dict[str, Any] = {"event": kind, "userId": str(user_id)}
-    if book_id is not None:
-        payload["bookId"] = str(book_id)
-    if quantity is not None:
-        payload["quantity"] = quantity
-    payload["version"] = version
-    payload["updatedAt"] = updated_at
-    return payload
-
-
-async def schedule_persist(services: Services, user_id: UUID, scheduled_ms: int) -> bool:
-    """Enqueue the one write-behind job of this burst of changes, to run
-    CART_PERSIST_DELAY_MS from now. A failed enqueue is retried, then reported as an error
-    (never dropped silently); Redis still holds the cart, and a change made once the
-    mark is stale schedules again. Returns success."""
-    job = PersistCart(user_id=user_id, scheduled_ms=scheduled_ms)
-    delay_ms = services.settings.cart_persist_delay_ms
-    for attempt in range(1, ENQUEUE_ATTEMPTS + 1):
-        try:
-            await services.queues.enqueue(job, delay_ms=delay_ms)
-            return True
-        except Exception as exc:
-            if attempt == ENQUEUE_ATTEMPTS:
-                log.error(
-                    "cart_persist_enqueue_failed",
-                    user_id=str(user_id),
-                    attempts=attempt,
-                    error=repr(exc),
-                )
-                return False
-            log.warning(
-                "cart_persist_enqueue_retry",
-                user_id=str(user_id),
-                attempt=attempt,
-                error=repr(exc),
-            )
-            await asyncio.sleep(ENQUEUE_RETRY_PAUSE * 4 ** (attempt - 1))
-    return False  # pragma: no cover - the loop always returns
-
-
-async def _announce(services: Services, user_id: UUID, events: Sequence[dict[str, Any]]) -> None:
-    for payload in events:
-        try:
-            await services.emitter.emit_to_user(user_id, CART_UPDATE, payload)
-        except Exception as exc:
-            # The change is made and marked for PostgreSQL; a client that missed it re-reads.
-            log.error(
-                "cart_event_failed",
-                user_id=str(user_id),
-                version=payload["version"],
-                error=repr(exc),
-            )
 
 
 # ------------------------------------------------------------------ reading
@@ -325,20 +299,6 @@ async def set_line(
         )
     line_quantity = int(result.info)
     log.debug("cart_line_set", book_id=str(book_id), quantity=line_quantity, requested=quantity)
-    await _announce(
-        services,
-        user_id,
-        [
-            _event(
-                ITEM_UPDATED,
-                user_id,
-                result.version,
-                result.updated_at,
-                book_id=book_id,
-                quantity=line_quantity,
-            )
-        ],
-    )
     adjusted = (
         AdjustedOut(
             book_id=book_id, requested=quantity, available=available, quantity=line_quantity
@@ -356,11 +316,6 @@ async def remove_line(services: Services, user_id: UUID, book_id: UUID) -> CartO
     if result.status is not Change.OK:
         raise NotFound("This book is not in your cart")
     log.info("cart_line_removed", book_id=str(book_id), version=result.version)
-    await _announce(
-        services,
-        user_id,
-        [_event(ITEM_DELETED, user_id, result.version, result.updated_at, book_id=book_id)],
-    )
     return await _rendered(services, user_id, result)
 
 
@@ -370,9 +325,6 @@ async def clear(services: Services, user_id: UUID) -> CartOut:
     result = await _change(services, user_id, "clear", [])
     if result.status is Change.OK:
         log.info("cart_cleared", version=result.version, lines=int(result.info))
-        await _announce(
-            services, user_id, [_event(CLEARED, user_id, result.version, result.updated_at)]
-        )
     return await _rendered(services, user_id, result)
 
 
@@ -392,60 +344,89 @@ async def clear_ordered(
     order_id: UUID,
     version: int,
     book_ids: Sequence[UUID],
+    *,
+    store: tuple[str, str, int] | None = None,
+    publish: Sequence[str] = (),
 ) -> None:
     """After an order took the cart's items: atomically, if the cart is still at
     `version` clear it (one `cart:cleared`), else remove only the ordered books' lines
     (one `cart:item_deleted` and one version per line: the buyer changed the cart
     meanwhile). Once per order: a second call for the same order changes nothing, even
-    if the buyer put those books in the cart again since."""
+    if the buyer put those books in the cart again since. `store` and `publish` ride
+    along in the same round trip (the order's idempotent answer, its stock levels)."""
     args: list[str | int] = [
         version,
         str(order_id),
         services.settings.idempotency_ttl_seconds * 2,
         *(str(b) for b in dict.fromkeys(book_ids)),
     ]
-    result = await _change(services, user_id, "ordered", args)
-    if result.status is not Change.OK:
-        return
-    if result.info == "cleared":
-        events = [_event(CLEARED, user_id, result.version, result.updated_at)]
-    else:
-        removed = result.info.split(",")
-        first = result.version - len(removed) + 1
-        events = [
-            _event(ITEM_DELETED, user_id, first + i, result.updated_at, book_id=b)
-            for i, b in enumerate(removed)
-        ]
-    log.info("cart_cleared_after_order", outcome=result.info, version=result.version)
-    await _announce(services, user_id, events)
+    result = await _change(services, user_id, "ordered", args, store=store, publish=publish)
+    if result.status is Change.OK:
+        log.info("cart_cleared_after_order", outcome=result.info, version=result.version)
 
 
 # ------------------------------------------------------------------ write-behind
 
 
 async def persist_cart(services: Services, user_id: UUID) -> dict[str, Any]:
-    """Write the user's current Redis cart to PostgreSQL if it is newer than the stored
-    copy (one transaction, version-guarded). Idempotent and order-insensitive: a retried,
-    duplicated or late job stores the current cart or changes nothing. Nothing to do when
-    Redis has no cart (a later change is what needs storing) or it never changed."""
-    fields = await services.scripts.run("cart_take", [cart_key(user_id)], [])
-    snapshot = parse_snapshot(dict(zip(fields[::2], fields[1::2], strict=True)))
-    if snapshot is None or snapshot.version == 0:
-        log.info("cart_persist_skipped", user_id=str(user_id), reason="no cart in Redis")
-        return {"written": False, "version": None}
+    """Write one user's current Redis cart to PostgreSQL if it is newer than the stored
+    copy (see `persist_carts`)."""
+    written = await persist_carts(services, [user_id])
+    return written.get(user_id, {"written": False, "version": None})
+
+
+async def persist_carts(services: Services, user_ids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:
+    """Write these users' current Redis carts to PostgreSQL, in one transaction, each only
+    if it is newer than the stored copy (version-guarded). Idempotent and
+    order-insensitive: a retried, duplicated or late run stores the current carts or
+    changes nothing. Users with no cart in Redis (or one that never changed) are left out."""
+    async with services.redis.pipeline(transaction=False) as pipe:
+        for user_id in user_ids:
+            pipe.hgetall(cart_key(user_id))
+        raw: list[dict[str, str]] = await pipe.execute()
+    snapshots = {
+        uid: snap
+        for uid, fields in zip(user_ids, raw, strict=True)
+        if (snap := parse_snapshot(fields)) is not None and snap.version > 0
+    }
+    if not snapshots:
+        return {}
     faults.crash_point("cart:persist-before-write")
-    async with services.sessionmaker() as session, session.begin():
-        written = await repository.save_snapshot(
-            session,
-            user_id,
-            snapshot.version,
-            ms_to_datetime(snapshot.updated_at or 0),
-            sorted(snapshot.lines.items(), key=lambda line: str(line[0])),
+    rows = [
+        repository.CartRow(
+            uid,
+            snap.version,
+            ms_to_datetime(snap.updated_at or 0),
+            sorted(snap.lines.items(), key=lambda line: str(line[0])),
         )
-    log.info(
-        "cart_persisted" if written else "cart_persist_not_newer",
-        user_id=str(user_id),
-        version=snapshot.version,
-        lines=len(snapshot.lines),
-    )
-    return {"written": written, "version": snapshot.version}
+        for uid, snap in snapshots.items()
+    ]
+    async with services.sessionmaker() as session, session.begin():
+        written = await repository.save_snapshots(session, rows)
+    log.debug("carts_persisted", carts=len(rows), written=len(written))
+    return {
+        uid: {"written": uid in written, "version": snap.version} for uid, snap in snapshots.items()
+    }
+
+
+async def persist_due(services: Services) -> int:
+    """Write every cart whose write-behind is due (the `cart:persist` job). Takes up to
+    PERSIST_BATCH at a time under a lease (a worker that dies holding them lets them come
+    due again), and lets go of each only if it did not change again meanwhile. Returns
+    how many carts were looked at."""
+    done = 0
+    while True:
+        now = now_ms()
+        taken = await services.scripts.run(
+            "dirty_take", [DIRTY_KEY], [now, now + PERSIST_LEASE_MS, PERSIST_BATCH]
+        )
+        if not taken:
+            return done
+        user_ids = [UUID(str(u)) for u in taken]
+        await persist_carts(services, user_ids)
+        await services.scripts.run(
+            "dirty_release", [DIRTY_KEY], [now + PERSIST_LEASE_MS, *map(str, user_ids)]
+        )
+        done += len(user_ids)
+        if len(user_ids) < PERSIST_BATCH:
+            return done

@@ -43,9 +43,35 @@ def request_fingerprint(body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _redis_key(user_id: UUID, key: str) -> str:
+def redis_key(user_id: UUID, key: str) -> str:
+    """Where Redis keeps (user, key)'s record: the user id is the hash tag, so a script
+    can touch it together with the user's cart."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
     return f"bb:idem:{{{user_id}}}:{digest}"
+
+
+def running_value(fingerprint: str) -> str:
+    return json.dumps({"state": "running", "hash": fingerprint})
+
+
+def done_value(fingerprint: str, response: StoredResponse) -> str:
+    return json.dumps(
+        {"state": "done", "hash": fingerprint, "status": response.status, "body": response.body},
+        default=str,
+    )
+
+
+def stored_answer(raw: str, fingerprint: str) -> StoredResponse:
+    """What a key's record means for a request with this fingerprint: the answer to
+    replay. Raises Unprocessable when the key was used with a different body, Conflict
+    while the first request with this key is still running."""
+    stored = json.loads(raw)
+    check_fingerprint(stored["hash"], fingerprint)
+    if stored["state"] == "running":
+        raise Conflict(
+            "A request with this Idempotency-Key is still being processed; retry shortly"
+        )
+    return StoredResponse(int(stored["status"]), stored["body"])
 
 
 class IdempotencyStore:
@@ -59,8 +85,8 @@ class IdempotencyStore:
         Raises Unprocessable when the key was used with a different body, Conflict while
         the first request with this key is still running.
         """
-        rkey = _redis_key(user_id, key)
-        claim = json.dumps({"state": "running", "hash": fingerprint})
+        rkey = redis_key(user_id, key)
+        claim = running_value(fingerprint)
         if await self.redis.set(rkey, claim, nx=True, ex=RUNNING_TTL_SECONDS):
             return None
         raw = await self.redis.get(rkey)
@@ -68,31 +94,18 @@ class IdempotencyStore:
             if await self.redis.set(rkey, claim, nx=True, ex=RUNNING_TTL_SECONDS):
                 return None
             raw = await self.redis.get(rkey) or claim
-        stored = json.loads(raw)
-        check_fingerprint(stored["hash"], fingerprint)
-        if stored["state"] == "running":
-            raise Conflict(
-                "A request with this Idempotency-Key is still being processed; retry shortly"
-            )
-        return StoredResponse(int(stored["status"]), stored["body"])
+        return stored_answer(raw, fingerprint)
 
     async def complete(
         self, user_id: UUID, key: str, fingerprint: str, response: StoredResponse
     ) -> None:
-        value = json.dumps(
-            {
-                "state": "done",
-                "hash": fingerprint,
-                "status": response.status,
-                "body": response.body,
-            },
-            default=str,
+        await self.redis.set(
+            redis_key(user_id, key), done_value(fingerprint, response), ex=self.ttl
         )
-        await self.redis.set(_redis_key(user_id, key), value, ex=self.ttl)
 
     async def abandon(self, user_id: UUID, key: str) -> None:
         """Forget a claim whose request changed nothing, so the client may retry it."""
-        await self.redis.delete(_redis_key(user_id, key))
+        await self.redis.delete(redis_key(user_id, key))
 
 
 def check_fingerprint(stored: str, incoming: str) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 
 @cache
@@ -32,3 +35,27 @@ class Scripts:
 
     async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self[name](keys=keys, args=args)
+
+    async def run_with(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        also: Callable[[Pipeline], object],
+    ) -> list[Any]:
+        """Run a script and the commands `also` queues, in one round trip (a pipeline,
+        not a transaction: the other commands must be safe to run whatever the script
+        did). Returns every reply, the script's first."""
+        script = self[name]
+        for attempt in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                also(pipe)
+                try:
+                    return list(await pipe.execute())
+                except NoScriptError:
+                    if attempt:
+                        raise
+                    # The server restarted and forgot it: load it once, run it all again.
+                    await self._redis.script_load(script.script)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,15 +25,21 @@ from typing import Any
 import structlog
 
 from bookbazar.cart import service as cart_service
+from bookbazar.cart.service import CartSnapshot, parse_snapshot
 from bookbazar.errors import BadRequest, Conflict, error_body
 from bookbazar.inventory.service import Hold, Reserve, ReserveResult, new_token
 from bookbazar.kit import faults
 from bookbazar.kit.clock import iso, utcnow
 from bookbazar.kit.idempotency import (
+    RUNNING_TTL_SECONDS,
     IdempotencyStore,
     StoredResponse,
     check_fingerprint,
+    done_value,
+    redis_key,
     request_fingerprint,
+    running_value,
+    stored_answer,
 )
 from bookbazar.kit.responses import envelope
 from bookbazar.models import OrderStatus as S
@@ -40,6 +47,7 @@ from bookbazar.orders import repository as repo
 from bookbazar.orders.schemas import PlaceOrderIn
 from bookbazar.orders.service import load_presented, present_items
 from bookbazar.outbox.store import order_event
+from bookbazar.realtime.emitter import stock_messages
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
@@ -50,6 +58,8 @@ class PlacedOrder:
     status: int
     body: dict[str, Any]
     replayed: bool = False
+    # The answer is in Redis already (stored with the cart step): no separate write.
+    answer_stored: bool = False
 
 
 async def place_order(
@@ -63,31 +73,65 @@ async def place_order(
     running -> 409. Raises BadRequest for an empty cart.
     """
     fingerprint = request_fingerprint(body.fingerprint_body())
-    store = IdempotencyStore(services.redis, services.settings.idempotency_ttl_seconds)
-    stored = await store.claim(user_id, key, fingerprint)
-    if stored is not None:
-        if stored.status == 201:
-            await replay_clears_cart(services, user_id, stored.body)
-        return PlacedOrder(stored.status, stored.body, replayed=True)
+    claimed = await _begin(services, user_id, key, fingerprint)
+    if isinstance(claimed, StoredResponse):
+        if claimed.status == 201:
+            await replay_clears_cart(services, user_id, claimed.body)
+        return PlacedOrder(claimed.status, claimed.body, replayed=True)
     try:
-        placed = await _place(services, user_id, key, fingerprint, body)
+        placed = await _place(services, user_id, key, fingerprint, body, claimed)
     except BaseException:
         # No answer was stored for this key, so the claim goes: the client may fix the
         # cause (or wait out an outage) and retry. PostgreSQL's unique (user, key) is the
         # guard that a retry can never place or reserve a second time.
         with contextlib.suppress(Exception):
-            await store.abandon(user_id, key)
+            await _store(services).abandon(user_id, key)
         raise
-    # Also a replay answered from PostgreSQL (Redis had forgotten the key, or the first
-    # request died): left "running", every retry for a minute would get a spurious 409.
-    await store.complete(user_id, key, fingerprint, StoredResponse(placed.status, placed.body))
+    if not placed.answer_stored:
+        # Refusals and replays answered from PostgreSQL (Redis had forgotten the key, or
+        # the first request died): left "running", every retry for a minute would get a
+        # spurious 409.
+        await _store(services).complete(
+            user_id, key, fingerprint, StoredResponse(placed.status, placed.body)
+        )
     return placed
 
 
+def _store(services: Services) -> IdempotencyStore:
+    return IdempotencyStore(services.redis, services.settings.idempotency_ttl_seconds)
+
+
+async def _begin(
+    services: Services, user_id: uuid.UUID, key: str, fingerprint: str
+) -> StoredResponse | CartSnapshot:
+    """Claim the key and read the cart in one round trip: the answer to replay, or the
+    cart to order from (rehydrated from PostgreSQL first if Redis lost it)."""
+    script_keys = [redis_key(user_id, key), cart_service.cart_key(user_id)]
+    args = [running_value(fingerprint), RUNNING_TTL_SECONDS]
+    for _ in range(2):
+        reply = await services.scripts.run("order_begin", script_keys, args)
+        if reply[0] == "TAKEN":
+            if reply[1]:
+                return stored_answer(str(reply[1]), fingerprint)
+            continue  # the record expired between the two steps: claim again
+        values = [str(v) for v in reply[2:]]
+        snapshot = parse_snapshot(dict(zip(values[::2], values[1::2], strict=True)))
+        if snapshot is None:
+            return await cart_service.load_snapshot(services, user_id)
+        return snapshot
+    raise Conflict("A request with this Idempotency-Key is still being processed; retry shortly")
+
+
 async def _place(
-    services: Services, user_id: uuid.UUID, key: str, fingerprint: str, body: PlaceOrderIn
+    services: Services,
+    user_id: uuid.UUID,
+    key: str,
+    fingerprint: str,
+    body: PlaceOrderIn,
+    cart: CartSnapshot,
 ) -> PlacedOrder:
-    lines, cart_version = await cart_service.cart_lines(services, user_id)
+    lines = sorted(cart.lines.items(), key=lambda line: str(line[0]))
+    cart_version = cart.version
     if not lines:
         # A replay after Redis forgot the key finds the cart already emptied by the order.
         async with services.sessionmaker() as session:
@@ -120,7 +164,8 @@ async def _place(
     structlog.contextvars.bind_contextvars(order_id=str(hold.order_id))
 
     now = utcnow()
-    expires_at = now + timedelta(seconds=services.settings.reservation_ttl_seconds)
+    settings = services.settings
+    expires_at = now + timedelta(seconds=settings.reservation_ttl_seconds)
     total = sum(price * quantity for _, _, price, quantity in items)
     presented_items = present_items(
         [{"book_id": b, "title": t, "price": p, "quantity": q} for b, t, p, q in items]
@@ -165,7 +210,7 @@ async def _place(
         ),
         request_hash=fingerprint,
         response=response,
-        answer_expires_at=now + timedelta(seconds=services.settings.idempotency_ttl_seconds),
+        answer_expires_at=now + timedelta(seconds=settings.idempotency_ttl_seconds),
     )
     try:
         async with services.autocommit.connect() as conn:
@@ -181,8 +226,22 @@ async def _place(
         return await _replay_from_database(services, user_id, key, fingerprint)
     faults.crash_point("order:after-payment-pending")
     log.info("order_placed", total=total, lines=len(items))
-    await _after_placement(services, user_id, hold.order_id, cart_version, book_ids, reserved)
-    return PlacedOrder(201, response)
+    # One round trip: empty the cart, store this key's answer, announce the stock levels.
+    answer = (
+        redis_key(user_id, key),
+        done_value(fingerprint, StoredResponse(201, response)),
+        settings.idempotency_ttl_seconds,
+    )
+    stored = await _clear_cart(
+        services,
+        user_id,
+        hold.order_id,
+        cart_version,
+        book_ids,
+        store=answer,
+        publish=stock_messages(reserved.levels),
+    )
+    return PlacedOrder(201, response, answer_stored=stored)
 
 
 async def _refuse(
@@ -262,30 +321,23 @@ async def replay_clears_cart(services: Services, user_id: uuid.UUID, body: dict[
         await _clear_cart(services, user_id, order.id, order.cart_version, [b for b, _ in lines])
 
 
-async def _after_placement(
-    services: Services,
-    user_id: uuid.UUID,
-    order_id: uuid.UUID,
-    cart_version: int,
-    book_ids: list[uuid.UUID],
-    reserved: ReserveResult,
-) -> None:
-    """Best-effort follow-ups: a failure here never undoes the placed order."""
-    await _clear_cart(services, user_id, order_id, cart_version, book_ids)
-    try:
-        await services.emitter.emit_stock(reserved.levels)
-    except Exception:
-        log.exception("stock_emit_failed")
-
-
 async def _clear_cart(
     services: Services,
     user_id: uuid.UUID,
     order_id: uuid.UUID,
     cart_version: int,
     book_ids: list[uuid.UUID],
-) -> None:
+    *,
+    store: tuple[str, str, int] | None = None,
+    publish: Sequence[str] = (),
+) -> bool:
+    """Best effort: a failure here never undoes the placed order (a replay of the answer
+    empties the cart; the answer is in PostgreSQL). Returns whether it was done."""
     try:
-        await cart_service.clear_ordered(services, user_id, order_id, cart_version, book_ids)
+        await cart_service.clear_ordered(
+            services, user_id, order_id, cart_version, book_ids, store=store, publish=publish
+        )
     except Exception:
         log.exception("cart_clear_after_order_failed")
+        return False
+    return True

@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.kit import faults
 from bookbazar.kit.clock import utcnow
@@ -28,21 +29,14 @@ log = structlog.get_logger(__name__)
 
 ORDER_EVENTS_CHANNEL = "order:events"
 BATCH = 200
+BATCH_PAUSE = 0.02
 MAX_BACKOFF_SECONDS = 60
 
 
-async def publish_event(
-    services: Services, event: dict[str, Any], hooks: Sequence[EventHook]
-) -> None:
-    await services.redis.publish(ORDER_EVENTS_CHANNEL, json.dumps(event))
-    if event.get("userId"):
-        await services.emitter.emit_to_user(event["userId"], event["type"], event)
-    for hook in hooks:
-        await hook(services, event)
-
-
 async def relay_once(services: Services, hooks: Mapping[str, Sequence[EventHook]]) -> int:
-    """Claim and publish one batch; returns how many events were handled."""
+    """Claim and publish one batch: every publish of the batch (the `order:events` channel,
+    the owner's recent-events stream and their Socket.IO room) in one Redis round trip,
+    then each event's hooks. Returns how many events were handled."""
     async with services.sessionmaker() as session, session.begin():
         rows = (
             await session.execute(
@@ -58,45 +52,22 @@ async def relay_once(services: Services, hooks: Mapping[str, Sequence[EventHook]
         ).all()
         if not rows:
             return 0
-        # Events of one order go out in order; different orders go out concurrently.
-        groups: dict[Any, list[Any]] = {}
-        for row in rows:
-            groups.setdefault(row.order_id or row.id, []).append(row)
-        sent: list[Any] = []
-        failed: list[tuple[Any, Exception]] = []
-
-        async def publish_group(group: list[Any]) -> None:
-            for row in group:
-                try:
-                    await publish_event(services, row.payload, hooks.get(row.type, ()))
-                except Exception as exc:
-                    # The rest of this order's events wait for it (kept in order).
-                    failed.append((row, exc))
-                    return
-                sent.append(row.id)
-
-        await asyncio.gather(*(publish_group(g) for g in groups.values()))
+        failed: dict[Any, BaseException] = {}
+        try:
+            await _publish(services, rows)
+        except Exception as exc:
+            failed = {row.id: exc for row in rows}
+        else:
+            results = await asyncio.gather(
+                *(_run_hooks(services, row.payload, hooks.get(row.type, ())) for row in rows),
+                return_exceptions=True,
+            )
+            failed = {row.id: r for row, r in zip(rows, results, strict=True) if r is not None}
         faults.crash_point("outbox:after-publish")
-        for row, exc in failed:
-            backoff = min(MAX_BACKOFF_SECONDS, 2 ** min(row.attempts, 6))
-            log.warning(
-                "outbox_publish_failed",
-                event_id=str(row.id),
-                event_type=row.type,
-                error=repr(exc),
-                retry_in=backoff,
-            )
-            await session.execute(
-                text(
-                    "UPDATE outbox_events SET attempts = attempts + 1, last_error = :err, "
-                    "next_attempt_at = :next WHERE id = :id"
-                ),
-                {
-                    "id": row.id,
-                    "err": repr(exc)[:2000],
-                    "next": utcnow() + timedelta(seconds=backoff),
-                },
-            )
+        for row in rows:
+            if row.id in failed:
+                await _back_off(session, row, failed[row.id])
+        sent = [row.id for row in rows if row.id not in failed]
         if sent:
             await session.execute(
                 text("UPDATE outbox_events SET sent_at = now() WHERE id = ANY(:ids)"),
@@ -105,13 +76,57 @@ async def relay_once(services: Services, hooks: Mapping[str, Sequence[EventHook]
         return len(rows)
 
 
+async def _publish(services: Services, rows: Sequence[Any]) -> None:
+    async with services.redis.pipeline(transaction=False) as pipe:
+        for row in rows:
+            event = row.payload
+            pipe.publish(ORDER_EVENTS_CHANNEL, json.dumps(event, separators=(",", ":")))
+            if event.get("userId"):
+                services.emitter.queue_to_user(pipe, event["userId"], event["type"], event)
+        await pipe.execute()
+
+
+async def _run_hooks(
+    services: Services, event: dict[str, Any], hooks: Sequence[EventHook]
+) -> Exception | None:
+    """Run the event's hooks in order; the first failure is returned (the event is then
+    published again later, so every hook must be idempotent)."""
+    for hook in hooks:
+        try:
+            await hook(services, event)
+        except Exception as exc:
+            return exc
+    return None
+
+
+async def _back_off(session: AsyncSession, row: Any, exc: BaseException) -> None:
+    backoff = min(MAX_BACKOFF_SECONDS, 2 ** min(row.attempts, 6))
+    log.warning(
+        "outbox_publish_failed",
+        event_id=str(row.id),
+        event_type=row.type,
+        error=repr(exc),
+        retry_in=backoff,
+    )
+    await session.execute(
+        text(
+            "UPDATE outbox_events SET attempts = attempts + 1, last_error = :err, "
+            "next_attempt_at = :next WHERE id = :id"
+        ),
+        {"id": row.id, "err": repr(exc)[:2000], "next": utcnow() + timedelta(seconds=backoff)},
+    )
+
+
 async def relay_loop(
     services: Services, stop: asyncio.Event, hooks: Mapping[str, Sequence[EventHook]]
 ) -> None:
+    """Relay until `stop`: at once again after a full batch, after a short pause after a
+    partial one (an order's next event is free once its previous one was sent, and the
+    pause lets a batch fill), after OUTBOX_POLL_SECONDS when there was nothing."""
     interval = services.settings.outbox_poll_seconds
     while not stop.is_set():
         handled = await relay_once(services, hooks)
-        # Something was sent: its order's next event (held back until now) may be ready.
-        if handled == 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+        if handled >= BATCH:
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=BATCH_PAUSE if handled else interval)

@@ -1,0 +1,122 @@
+"""The job machinery with a real BullMQ worker: typed payloads, the dead-letter queue,
+delayed jobs that wake an idle worker (the redis-py socket-timeout trap), and job
+schedulers that run once per deployment however many workers there are."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from bullmq import Worker
+
+from bookbazar.config import Settings
+from bookbazar.kit.jobs import JobRegistry
+from bookbazar.kit.queues import DEAD_LETTER, PAYMENT
+from bookbazar.payments.schemas import VerifyJob
+from bookbazar.services import Services
+from bookbazar.worker import load_registry, make_processor, register_schedules
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def payment_worker(services: Services) -> AsyncIterator[Worker]:
+    """A real BullMQ Worker on the payment queue, running the production processor."""
+    worker = Worker(
+        PAYMENT,
+        make_processor(services, PAYMENT, load_registry().handlers[PAYMENT], {}),
+        {"connection": services.settings.redis_url, "concurrency": 4, "prefix": "bull"},
+    )
+    try:
+        yield worker
+    finally:
+        await worker.close()
+
+
+async def test_a_job_that_always_fails_ends_in_the_dead_letter_queue(
+    services: Services, payment_worker: Worker
+) -> None:
+    await services.queues.add(
+        PAYMENT,
+        "payment:refund",
+        {"paymentId": "not-a-payment-id", "orderId": str(uuid.uuid4())},
+        job_id="refund-broken-1",
+        attempts=2,
+        backoff={"type": "fixed", "delay": 100},
+    )
+    dead_letters = services.queues.get(DEAD_LETTER)
+
+    async def dead_lettered() -> bool:
+        return bool(await dead_letters.getJobs(["waiting"]))
+
+    await eventually(dead_lettered)
+    [job] = await dead_letters.getJobs(["waiting"])
+    assert job.name == "payment:payment:refund"
+    assert job.data["originalQueue"] == PAYMENT
+    assert job.data["jobId"] == "refund-broken-1"
+    assert job.data["payload"]["paymentId"] == "not-a-payment-id"
+    assert job.data["attemptsMade"] == 2
+    assert "validation error for RefundJob" in job.data["reason"]
+    assert await services.queues.get(PAYMENT).getJobState("refund-broken-1") == "failed"
+
+
+async def test_a_job_delayed_more_than_5_seconds_still_runs(
+    services: Services, payment_worker: Worker
+) -> None:
+    """The redis-py socket-timeout trap: an idle worker must still wake for a job that
+    becomes due after more than 5 s (redis<8; bullmq's own connection, no timeout)."""
+    await asyncio.sleep(0.5)  # the worker is idle, blocked waiting for jobs
+    job = VerifyJob(payment_id=uuid.uuid4(), window="trap")
+    job_id = await services.queues.enqueue(job, delay_ms=6_000)
+    assert await services.queues.get(PAYMENT).getJobState(job_id) == "delayed"
+
+    async def completed() -> bool:
+        return await services.queues.get(PAYMENT).getJobState(job_id) == "completed"
+
+    await eventually(completed, timeout=25)
+    done = await services.queues.get(PAYMENT).getJob(job_id)
+    assert done is not None and done.returnvalue == {"result": "settled"}
+
+
+async def test_schedules_run_once_per_deployment_with_two_workers(
+    settings: Settings, services: Services
+) -> None:
+    """Two workers register the same job scheduler; each tick runs in exactly one."""
+    ticks: list[tuple[str, float]] = []
+    registry = JobRegistry()
+
+    @registry.every(PAYMENT, "test:tick", lambda _: 1.0)
+    async def tick(_: Services) -> dict[str, Any]:
+        ticks.append(("tick", time.monotonic()))
+        return {}
+
+    workers = []
+    for _ in range(2):
+        await register_schedules(services, registry)
+        workers.append(
+            Worker(
+                PAYMENT,
+                make_processor(services, PAYMENT, {}, {"test:tick": registry.schedules[0]}),
+                {"connection": settings.redis_url, "concurrency": 4, "prefix": "bull"},
+            )
+        )
+    try:
+        await asyncio.sleep(4.5)
+    finally:
+        await asyncio.gather(*(w.close() for w in workers))
+        await services.queues.get(PAYMENT).removeJobScheduler("test:tick")
+    # About one tick per second, not two: the scheduler exists once. (BullMQ's delays
+    # have about one second of granularity.)
+    assert 3 <= len(ticks) <= 6, ticks
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(ticks)]
+    assert min(gaps) > 0.5, gaps
