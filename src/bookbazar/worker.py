@@ -1,6 +1,6 @@
 """`bookbazar worker`: one BullMQ Worker per queue (dispatching on job name), the job
-schedulers for once-per-deployment work, and the outbox relay. Stops gracefully: active
-jobs finish first."""
+schedulers and the lease-held ticker for once-per-deployment work, and the outbox relay.
+Stops gracefully: active jobs finish first."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from prometheus_client import start_http_server
 from bookbazar.config import Settings
 from bookbazar.kit import faults
 from bookbazar.kit.jobs import JobContext, JobRegistry, JobSpec, Schedule
+from bookbazar.kit.ticker import run_ticker
 from bookbazar.metrics import JOBS
 from bookbazar.outbox.relay import relay_loop
 from bookbazar.services import Services
@@ -162,6 +163,7 @@ class WorkerProcess:
         tasks = [
             asyncio.create_task(self._relay(services, registry), name="outbox_relay"),
             asyncio.create_task(self._keep_schedules(services, registry), name="schedules"),
+            asyncio.create_task(run_ticker(services, registry.ticks, self.stop), name="ticker"),
         ]
         log.info("worker_started", queues=queues, schedules=len(registry.schedules))
         try:

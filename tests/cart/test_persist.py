@@ -33,7 +33,7 @@ from tests.conftest import create_book, register
 
 
 async def test_the_worker_schedules_the_write_behind() -> None:
-    assert any(s.name == PERSIST_JOB for s in load_registry().schedules)
+    assert any(t.name == PERSIST_JOB for t in load_registry().ticks)
 
 
 async def test_a_burst_of_changes_is_one_due_entry_written_once(

@@ -1,6 +1,7 @@
 """The job machinery with a real BullMQ worker: typed payloads, the dead-letter queue,
 delayed jobs that wake an idle worker (the redis-py socket-timeout trap), and job
-schedulers that run once per deployment however many workers there are."""
+schedulers and lease-held ticks that run once per deployment however many workers there
+are."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import pytest
 from bullmq import Worker
 
 from bookbazar.config import Settings
-from bookbazar.kit.jobs import JobRegistry
+from bookbazar.kit.jobs import JobRegistry, Tick
 from bookbazar.kit.queues import DEAD_LETTER, PAYMENT
+from bookbazar.kit.ticker import LEASE_KEY, run_ticker
 from bookbazar.payments.schemas import VerifyJob
 from bookbazar.services import Services
 from bookbazar.worker import load_registry, make_processor, register_schedules
@@ -120,3 +122,34 @@ async def test_schedules_run_once_per_deployment_with_two_workers(
     assert 3 <= len(ticks) <= 6, ticks
     gaps = [b - a for (_, a), (_, b) in itertools.pairwise(ticks)]
     assert min(gaps) > 0.5, gaps
+
+
+async def test_ticks_run_in_one_worker_at_a_time_and_move_when_it_stops(
+    settings: Settings, services: Services
+) -> None:
+    """Two workers run the ticker; only the lease holder ticks. When it stops, the other
+    takes over once the lease lapses."""
+    runs: list[int] = []
+    stops = [asyncio.Event(), asyncio.Event()]
+
+    def ticker_of(n: int) -> list[Tick]:
+        async def task(_: Services) -> None:
+            runs.append(n)
+
+        return [Tick("test:tick", lambda _: 0.2, task)]
+
+    await services.redis.delete(LEASE_KEY)
+    first = asyncio.create_task(run_ticker(services, ticker_of(0), stops[0]))
+    await asyncio.sleep(0.1)
+    second = asyncio.create_task(run_ticker(services, ticker_of(1), stops[1]))
+    await asyncio.sleep(1.5)
+    assert runs and set(runs) == {0}, runs  # one holder, ticking about every 0.2 s
+    assert len(runs) >= 4
+    stops[0].set()
+    await first
+    await services.redis.delete(LEASE_KEY)  # its lease lapses (after 5 s): now
+    runs.clear()
+    await asyncio.sleep(2.5)  # the standby checks every 2 s
+    stops[1].set()
+    await second
+    assert runs and set(runs) == {1}, runs

@@ -208,7 +208,7 @@ async def test_scheduled_expiry_runs_in_the_worker(
     client: httpx.AsyncClient, services: Services, running_worker: WorkerProcess
 ) -> None:
     """The once-per-deployment expiry job expires an order soon after its deadline."""
-    assert any(s.name == EXPIRE_JOB for s in load_registry().schedules)
+    assert any(t.name == EXPIRE_JOB for t in load_registry().ticks)
     user, book, order_id = await _placed(client, services, stock=3, qty=1)
     assert services.settings.reservation_ttl_seconds == 6
     for _ in range(200):  # due after 6 s; generous for a loaded machine

@@ -3,9 +3,10 @@ handler receives.
 
 A payload model carries its queue, its job name and its job-id builder beside its
 fields, so producers never spell a job's data by hand and handlers never index into it.
-Work that must happen once per deployment (sweepers, the audit, expiry) is declared with
-`JobRegistry.every`: the worker registers it as a BullMQ job scheduler, so however many
-workers run, each tick runs once.
+Work that must happen once per deployment is declared with `JobRegistry.every` (a BullMQ
+job scheduler: the sweepers, the audit, the payment watchdog) or, when it runs every
+second or so, `JobRegistry.tick` (under the worker lease of kit/ticker.py: expiry, the
+cart write-behind), so however many workers run, each run happens once.
 """
 
 from __future__ import annotations
@@ -53,12 +54,23 @@ class Schedule:
     task: ScheduledTask
 
 
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A task run every `interval(settings)` seconds (about one) by the worker holding
+    the ticker lease (kit/ticker.py): once per deployment, without a job per run."""
+
+    name: str
+    interval: Callable[[Settings], float]
+    task: ScheduledTask
+
+
 @dataclass(slots=True)
 class JobRegistry:
     """Each domain's jobs.py exposes one of these as JOBS."""
 
     handlers: dict[str, dict[str, JobSpec[Any]]] = field(default_factory=dict)
     schedules: list[Schedule] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
     event_hooks: dict[str, list[EventHook]] = field(default_factory=dict)
 
     def job(
@@ -83,6 +95,15 @@ class JobRegistry:
 
         return register
 
+    def tick(
+        self, name: str, interval: Callable[[Settings], float]
+    ) -> Callable[[ScheduledTask], ScheduledTask]:
+        def register(fn: ScheduledTask) -> ScheduledTask:
+            self.ticks.append(Tick(name, interval, fn))
+            return fn
+
+        return register
+
     def on_event(self, *event_types: str) -> Callable[[EventHook], EventHook]:
         def register(fn: EventHook) -> EventHook:
             for event_type in event_types:
@@ -95,5 +116,6 @@ class JobRegistry:
         for queue, specs in other.handlers.items():
             self.handlers.setdefault(queue, {}).update(specs)
         self.schedules.extend(other.schedules)
+        self.ticks.extend(other.ticks)
         for event_type, hooks in other.event_hooks.items():
             self.event_hooks.setdefault(event_type, []).extend(hooks)

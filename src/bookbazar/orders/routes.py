@@ -11,6 +11,7 @@ from bookbazar.db import SessionDep
 from bookbazar.kit.idempotency import HEADER, validate_key
 from bookbazar.kit.pagination import PageDep
 from bookbazar.kit.responses import ok
+from bookbazar.models import OrderStatus
 from bookbazar.orders import placement, service
 from bookbazar.orders.schemas import PlaceOrderIn
 from bookbazar.services import ServicesDep
@@ -51,4 +52,10 @@ async def get_order(order_id: uuid.UUID, user: CurrentUser, session: SessionDep)
 
 @router.post("/{order_id}/cancel", summary="Cancel an order awaiting payment")
 async def cancel_order(order_id: uuid.UUID, user: CurrentUser, services: ServicesDep) -> Response:
-    return ok(await service.cancel_order(services, user.id, order_id), "Order cancelled")
+    order = await service.cancel_order(services, user.id, order_id)
+    message = (
+        "Order cancelled"
+        if order["status"] == OrderStatus.CANCELLED.value
+        else f"Order cancelled, then paid: it is now {order['status']}"
+    )
+    return ok(order, message)

@@ -16,6 +16,7 @@ sells with it the same way; without stock the order goes to REFUND_PENDING.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ ENDED = frozenset({S.EXPIRED, S.CANCELLED})
 # A late payment's new hold may be taken by the orphan repair if it waits too long; one
 # more try with a fresh hold is then made before refunding.
 _LATE_ATTEMPTS = 2
+# No units for a late payment: maybe another delivery of the same payment holds them right
+# now (it sells them in a moment). Look again this often before refunding.
+_SHORT_RETRIES = 3
+_SHORT_PAUSE_SECONDS = 0.25
 
 
 class Settled(enum.StrEnum):
@@ -146,7 +151,7 @@ async def _settle_late(
         lines = await repo.lines_of(session, order_id)
     for _ in range(_LATE_ATTEMPTS):
         hold = Hold(order_id, new_token())
-        reserved = await services.inventory.reserve(hold, lines)
+        reserved = await _reserve_again(services, hold, lines)
         await faults.gate("settle:after-reserve")
         outcome, status = await _decide_late(
             services, order_id, hold, reserved, provider, intent_id
@@ -163,6 +168,23 @@ async def _settle_late(
             log.warning("late_payment_refund", order_id=str(order_id), status=status)
         return Settlement(outcome, status)
     return await _refund_late(services, order_id, provider, intent_id)
+
+
+async def _reserve_again(
+    services: Services, hold: Hold, lines: list[tuple[uuid.UUID, int]]
+) -> ReserveResult:
+    """Reserve for a late payment; when short, look again a few times (another delivery of
+    the same payment may hold the units and be about to sell them) before giving up."""
+    for attempt in range(_SHORT_RETRIES):
+        reserved = await services.inventory.reserve(hold, lines)
+        if reserved.held or attempt == _SHORT_RETRIES - 1:
+            return reserved
+        async with services.sessionmaker() as session:
+            order = await repo.get_order(session, hold.order_id)
+        if order is None or S(order.status) in SOLD:
+            return reserved  # sold meanwhile: the decision reports it
+        await asyncio.sleep(_SHORT_PAUSE_SECONDS)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _decide_late(
