@@ -86,9 +86,13 @@ class Settings(BaseSettings):
     # The cart's write-behind to PostgreSQL stores a cart this long after the first change
     # of a burst (every change until then rides along), checking every interval.
     cart_persist_delay_ms: int = Field(default=1000, ge=0, le=60_000)
-    cart_persist_interval_seconds: float = Field(default=1.0, ge=0.1, le=60)
+    cart_persist_interval_seconds: float = Field(default=1.0, ge=0.1, le=3600)
     # How often orders whose deadline passed are expired (once per deployment).
-    expiry_interval_seconds: float = Field(default=1.0, ge=0.1, le=60)
+    expiry_interval_seconds: float = Field(default=1.0, ge=0.1, le=3600)
+    # Every worker re-asserts the job schedulers this often: a Redis that lost them
+    # (restarted empty, failed over) gets them back. Idempotent, and it never delays a
+    # tick (BullMQ aligns `every` ticks to fixed slots).
+    schedule_refresh_seconds: float = Field(default=15.0, ge=1)
     # How often every counter and hold is compared with PostgreSQL and repaired.
     audit_interval_seconds: float = Field(default=60.0, ge=1)
     # Holds younger than this that no order owns (a placement or late payment in flight),

@@ -15,7 +15,7 @@ from prometheus_client import start_http_server
 
 from bookbazar.config import Settings
 from bookbazar.kit import faults
-from bookbazar.kit.jobs import JobContext, JobRegistry, JobSpec, Schedule
+from bookbazar.kit.jobs import JobContext, JobRegistry, JobSpec, Schedule, Tick
 from bookbazar.kit.ticker import run_ticker
 from bookbazar.metrics import JOBS
 from bookbazar.outbox.relay import relay_loop
@@ -32,10 +32,6 @@ JOB_MODULES: tuple[str, ...] = (
     "bookbazar.fulfillment.jobs",
     "bookbazar.notify.jobs",
 )
-# Every worker re-asserts the job schedulers this often: a Redis that lost them (restarted
-# empty, failed over) gets them back. Re-asserting is idempotent and never delays a tick
-# (BullMQ aligns `every` ticks to fixed slots).
-SCHEDULE_REFRESH_SECONDS = 15.0
 # Scheduler ticks: kept briefly, never retried (the next tick does the work again).
 SCHEDULED_JOB_OPTIONS: dict[str, Any] = {
     "attempts": 1,
@@ -51,10 +47,13 @@ def load_registry() -> JobRegistry:
     return merged
 
 
-def _scheduled_specs(registry: JobRegistry) -> dict[str, dict[str, Schedule]]:
-    out: dict[str, dict[str, Schedule]] = {}
-    for schedule in registry.schedules:
-        out.setdefault(schedule.queue, {})[schedule.name] = schedule
+def _scheduled_specs(registry: JobRegistry) -> dict[str, dict[str, Schedule | Tick]]:
+    """Periodic tasks by queue and name: a job of that name runs one (a scheduler's tick,
+    or an on-demand run of a ticker task)."""
+    out: dict[str, dict[str, Schedule | Tick]] = {}
+    periodic: list[Schedule | Tick] = [*registry.schedules, *registry.ticks]
+    for task in periodic:
+        out.setdefault(task.queue, {})[task.name] = task
     return out
 
 
@@ -62,7 +61,7 @@ def make_processor(
     services: Services,
     queue: str,
     specs: dict[str, JobSpec[Any]],
-    schedules: dict[str, Schedule],
+    schedules: dict[str, Schedule | Tick],
 ) -> Any:
     async def process(job: Any, token: str) -> Any:
         attempts_allowed = int(job.opts.get("attempts", 1) or 1)
@@ -97,7 +96,7 @@ def make_processor(
     return process
 
 
-async def _run_scheduled(services: Services, queue: str, schedule: Schedule) -> Any:
+async def _run_scheduled(services: Services, queue: str, schedule: Schedule | Tick) -> Any:
     """One tick. A failure is logged and counted, never retried nor dead-lettered: the
     next tick (a fresh job) does the same work again."""
     try:
@@ -183,7 +182,9 @@ class WorkerProcess:
     async def _keep_schedules(self, services: Services, registry: JobRegistry) -> None:
         while not self.stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), timeout=SCHEDULE_REFRESH_SECONDS)
+                await asyncio.wait_for(
+                    self.stop.wait(), timeout=self.settings.schedule_refresh_seconds
+                )
             if self.stop.is_set():
                 return
             try:

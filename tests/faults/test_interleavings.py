@@ -84,7 +84,8 @@ PROCESS_ENV = {
     "GATE_POINTS": ",".join(GATES),
     "PENDING_GRACE_SECONDS": str(GRACE),
     "SWEEPER_INTERVAL_SECONDS": "3600",
-    "EXPIRY_INTERVAL_SECONDS": "60",
+    "EXPIRY_INTERVAL_SECONDS": "3600",
+    "SCHEDULE_REFRESH_SECONDS": "3600",
     "AUDIT_INTERVAL_SECONDS": "3600",
     "PAYMENT_VERIFY_AFTER_SECONDS": "3600",
     "FULFILLMENT_SHIP_DELAY_SECONDS": "3600",
@@ -129,10 +130,10 @@ async def bazar(
 
 
 async def _only_on_demand(services: Services, launch: Launcher) -> None:
-    """Remove the schedules of the paths under test (after their first tick ran): each
-    runs only when a scenario enqueues its job."""
+    """Remove the schedules of the paths under test (after their first tick ran; the
+    expiry tick runs once an hour): each runs only when a scenario enqueues its job."""
     queue = services.queues.get(RESERVATION)
-    for name in (EXPIRE_JOB, SWEEP_JOB, AUDIT_JOB):
+    for name in (SWEEP_JOB, AUDIT_JOB):
         await queue.removeJobScheduler(name)
 
     async def idle() -> bool:

@@ -136,7 +136,7 @@ async def test_ticks_run_in_one_worker_at_a_time_and_move_when_it_stops(
         async def task(_: Services) -> None:
             runs.append(n)
 
-        return [Tick("test:tick", lambda _: 0.2, task)]
+        return [Tick(PAYMENT, "test:tick", lambda _: 0.2, task)]
 
     await services.redis.delete(LEASE_KEY)
     first = asyncio.create_task(run_ticker(services, ticker_of(0), stops[0]))

@@ -7,13 +7,14 @@ from typing import Any
 
 from bookbazar.cart import service
 from bookbazar.kit.jobs import JobRegistry
+from bookbazar.kit.queues import CART
 from bookbazar.services import Services
 
 JOBS = JobRegistry()
 PERSIST_JOB = "cart:persist"
 
 
-@JOBS.tick(PERSIST_JOB, lambda settings: settings.cart_persist_interval_seconds)
+@JOBS.tick(CART, PERSIST_JOB, lambda settings: settings.cart_persist_interval_seconds)
 async def persist_due_carts(services: Services) -> dict[str, Any]:
     """Store every cart whose write-behind is due, many per transaction."""
     return {"carts": await service.persist_due(services)}

@@ -57,8 +57,10 @@ class Schedule:
 @dataclass(frozen=True, slots=True)
 class Tick:
     """A task run every `interval(settings)` seconds (about one) by the worker holding
-    the ticker lease (kit/ticker.py): once per deployment, without a job per run."""
+    the ticker lease (kit/ticker.py): once per deployment, without a job per run. A job
+    named `name` on `queue` runs it once on demand."""
 
+    queue: str
     name: str
     interval: Callable[[Settings], float]
     task: ScheduledTask
@@ -96,10 +98,10 @@ class JobRegistry:
         return register
 
     def tick(
-        self, name: str, interval: Callable[[Settings], float]
+        self, queue: str, name: str, interval: Callable[[Settings], float]
     ) -> Callable[[ScheduledTask], ScheduledTask]:
         def register(fn: ScheduledTask) -> ScheduledTask:
-            self.ticks.append(Tick(name, interval, fn))
+            self.ticks.append(Tick(queue, name, interval, fn))
             return fn
 
         return register

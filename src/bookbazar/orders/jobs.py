@@ -23,7 +23,7 @@ EXPIRE_JOB = "reservation:expire"
 SWEEP_JOB = "orders:sweep"
 
 
-@JOBS.tick(EXPIRE_JOB, lambda settings: settings.expiry_interval_seconds)
+@JOBS.tick(RESERVATION, EXPIRE_JOB, lambda settings: settings.expiry_interval_seconds)
 async def expire_reservations(services: Services) -> dict[str, Any]:
     """Expire every order awaiting payment whose deadline passed (in batches)."""
     expired = 0
