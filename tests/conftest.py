@@ -32,7 +32,7 @@ from bookbazar.services import Services
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TABLES = (
-    "stock_audits, restocks, sent_notifications, processed_webhook_events, outbox_events, "
+    "stock_audits, restocks, notifications, processed_webhook_events, outbox_events, "
     "idempotency_records, "
     "shipments, payments, order_items, orders, cart_items, carts, books, users"
 )

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     # A claimed email not marked sent after this long is presumed lost with its sender
     # and is sent by the job's retry (longer than an SMTP send may take).
     notify_claim_lease_seconds: int = Field(default=60, ge=1)
+    # How often the email outbox is checked for emails to send (once per deployment).
+    notify_interval_seconds: float = Field(default=1.0, ge=0.1, le=3600)
     mail_from: str = "Book Bazar <orders@bookbazar.local>"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -104,6 +106,8 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     # The worker serves its own Prometheus metrics (jobs, expiry lag) here when set.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65_535)
+    # How often paid orders are moved along (once per deployment).
+    fulfillment_interval_seconds: float = Field(default=1.0, ge=0.1, le=3600)
     fulfillment_ship_delay_seconds: int = Field(default=2, ge=0)
     fulfillment_deliver_delay_seconds: int = Field(default=5, ge=0)
     # Named crash points and gates for fault-injection tests; never set in production.

@@ -27,12 +27,17 @@ def async_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = False
+) -> AsyncEngine:
+    """A pooled engine. Without pre-ping (a round trip on every checkout: off for the
+    request pool), a connection found dead when used fails that one statement (503), and
+    SQLAlchemy then invalidates the whole pool, so the next requests get fresh ones."""
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
     )
 

@@ -47,7 +47,8 @@ class Services:
         database_url, redis_url = settings.require_urls()
         engine = create_engine(database_url, pool_size=pool_size)
         sessionmaker = create_sessionmaker(engine)
-        maintenance_engine = create_engine(database_url, pool_size=2, max_overflow=2)
+        # Rarely used (so its connections are likely stale after a restart): pre-pinged.
+        maintenance_engine = create_engine(database_url, pool_size=2, max_overflow=2, pre_ping=True)
         redis = create_redis(redis_url, socket_timeout=settings.redis_timeout_seconds)
         scripts = Scripts(redis)
         return cls(

@@ -1,4 +1,5 @@
-"""Fulfilment: PAID -> FULFILLING -> SHIPPED (tracking number) -> DELIVERED, idempotent."""
+"""Fulfilment: PAID -> FULFILLING -> SHIPPED (tracking number) -> DELIVERED, one step per
+round of `advance`, in batches, idempotent."""
 
 from __future__ import annotations
 
@@ -6,16 +7,17 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 
 from bookbazar.fulfillment import service as fulfillment
 from bookbazar.fulfillment.carriers import Carrier, CarrierError, Label
-from bookbazar.fulfillment.schemas import StartFulfillment
-from bookbazar.kit.queues import FULFILLMENT
+from bookbazar.fulfillment.jobs import ADVANCE_JOB
 from bookbazar.services import Services
+from bookbazar.worker import load_registry
 from tests.orders.conftest import order_status, outbox_types
-from tests.payments.conftest import initialised, pay, placed_order, relay, run_job
+from tests.payments.conftest import initialised, pay, placed_order
+
+EXPECTED = ["order.created", "order.paid", "order.fulfilling", "order.shipped", "order.delivered"]
 
 
 async def _paid_order(client: httpx.AsyncClient, services: Services) -> str:
@@ -48,53 +50,63 @@ async def _shipped_event(services: Services, order_id: str) -> dict[str, Any]:
     return payload
 
 
-async def test_paid_order_is_fulfilled_step_by_step(
+async def _age(services: Services, seconds: int = 600) -> None:
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(
+            text("UPDATE orders SET updated_at = updated_at - make_interval(secs => :s)"),
+            {"s": seconds},
+        )
+
+
+async def test_the_worker_advances_fulfilment_every_second() -> None:
+    assert any(t.name == ADVANCE_JOB for t in load_registry().ticks)
+
+
+async def test_paid_orders_are_fulfilled_one_step_per_round(
     client: httpx.AsyncClient, services: Services
 ) -> None:
-    order_id = await _paid_order(client, services)
-    await relay(services)  # order.paid -> the fulfilment job
-    assert await run_job(services, FULFILLMENT, f"fulfil-{order_id}") == {"status": "FULFILLING"}
-    assert await order_status(services, order_id) == "FULFILLING"
+    orders = [await _paid_order(client, services) for _ in range(3)]
+    ids = [uuid.UUID(o) for o in orders]
+    done = await fulfillment.advance(services)
+    assert sorted(done.fulfilling) == sorted(ids) and not done.shipped
+    assert {await order_status(services, o) for o in orders} == {"FULFILLING"}
 
-    assert await run_job(services, FULFILLMENT, f"ship-{order_id}") == {"status": "SHIPPED"}
-    shipment = await _shipment(services, order_id)
+    done = await fulfillment.advance(services)
+    assert sorted(done.shipped) == sorted(ids) and not done.delivered
+    shipment = await _shipment(services, orders[0])
     assert shipment.carrier == "sandbox-post"
     assert shipment.tracking_number.startswith("SBX") and len(shipment.tracking_number) == 15
     assert shipment.shipped_at is not None and shipment.delivered_at is None
-    event = await _shipped_event(services, order_id)
+    event = await _shipped_event(services, orders[0])
     assert event["data"] == {"carrier": "sandbox-post", "trackingNumber": shipment.tracking_number}
 
-    assert await run_job(services, FULFILLMENT, f"deliver-{order_id}") == {"status": "DELIVERED"}
-    assert (await _shipment(services, order_id)).delivered_at is not None
-    expected = [
-        "order.created",
-        "order.paid",
-        "order.fulfilling",
-        "order.shipped",
-        "order.delivered",
-    ]
-    assert await outbox_types(services, order_id) == expected
+    done = await fulfillment.advance(services)
+    assert sorted(done.delivered) == sorted(ids)
+    assert (await _shipment(services, orders[0])).delivered_at is not None
+    for order_id in orders:
+        assert await outbox_types(services, order_id) == EXPECTED
 
-    # Every step run again (a retry or a duplicate job) changes nothing.
-    for job in ("fulfil", "ship", "deliver"):
-        await run_job(services, FULFILLMENT, f"{job}-{order_id}")
-    assert await outbox_types(services, order_id) == expected
+    # Another round (or two workers' rounds) changes nothing.
+    assert (await fulfillment.advance(services)).total == 0
+    for order_id in orders:
+        assert await outbox_types(services, order_id) == EXPECTED
     async with services.sessionmaker() as session:
-        assert (await session.execute(text("SELECT count(*) FROM shipments"))).scalar_one() == 1
+        assert (await session.execute(text("SELECT count(*) FROM shipments"))).scalar_one() == 3
 
 
-async def test_steps_are_delayed_as_configured(
-    client: httpx.AsyncClient, services: Services
-) -> None:
-    services.settings.fulfillment_ship_delay_seconds = 2
-    services.settings.fulfillment_deliver_delay_seconds = 3
+async def test_steps_wait_as_configured(client: httpx.AsyncClient, services: Services) -> None:
+    services.settings.fulfillment_ship_delay_seconds = 60
+    services.settings.fulfillment_deliver_delay_seconds = 120
     order_id = await _paid_order(client, services)
-    await fulfillment.start_fulfillment(services, uuid.UUID(order_id))
-    ship = await services.queues.get(FULFILLMENT).getJob(f"ship-{order_id}")
-    assert ship is not None and ship.opts["delay"] == 2000
-    await fulfillment.ship_order(services, uuid.UUID(order_id))
-    deliver = await services.queues.get(FULFILLMENT).getJob(f"deliver-{order_id}")
-    assert deliver is not None and deliver.opts["delay"] == 3000
+    await fulfillment.advance(services)
+    assert await order_status(services, order_id) == "FULFILLING"
+    assert (await fulfillment.advance(services)).total == 0  # not for another minute
+    await _age(services, 61)
+    assert (await fulfillment.advance(services)).shipped == [uuid.UUID(order_id)]
+    await _age(services, 61)
+    assert (await fulfillment.advance(services)).total == 0
+    await _age(services, 61)
+    assert (await fulfillment.advance(services)).delivered == [uuid.UUID(order_id)]
 
 
 class FlakyCarrier(Carrier):
@@ -110,47 +122,25 @@ class FlakyCarrier(Carrier):
         raise CarrierError("carrier API unavailable")
 
 
-async def test_carrier_failure_leaves_the_order_fulfilling_for_a_retry(
+async def test_carrier_failure_leaves_the_order_fulfilling_for_the_next_round(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     order_id = await _paid_order(client, services)
-    await fulfillment.start_fulfillment(services, uuid.UUID(order_id))
+    await fulfillment.advance(services)
     carrier = FlakyCarrier()
-    with pytest.raises(CarrierError):
-        await fulfillment.ship_order(services, uuid.UUID(order_id), carrier)
-    assert carrier.calls == 1
+    done = await fulfillment.advance(services, carrier=carrier)
+    assert carrier.calls == 1 and done.total == 0
     assert await order_status(services, order_id) == "FULFILLING"
     assert await _shipment(services, order_id) is None
-    # The retry (with a working carrier) ships it.
-    assert await fulfillment.ship_order(services, uuid.UUID(order_id)) == "SHIPPED"
+    # The next round (with a working carrier) ships it.
+    assert (await fulfillment.advance(services)).shipped == [uuid.UUID(order_id)]
 
 
 async def test_unpaid_orders_are_not_fulfilled(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     _, _, order_id = await placed_order(client, services)
-    oid = uuid.UUID(order_id)
-    assert await fulfillment.start_fulfillment(services, oid) == "PAYMENT_PENDING"
-    assert await fulfillment.ship_order(services, oid) == "PAYMENT_PENDING"
-    assert await fulfillment.deliver_order(services, oid) == "PAYMENT_PENDING"
-    assert await fulfillment.start_fulfillment(services, uuid.uuid4()) == "missing"
+    for _ in range(3):
+        assert (await fulfillment.advance(services)).total == 0
     assert await order_status(services, order_id) == "PAYMENT_PENDING"
     assert await outbox_types(services, order_id) == ["order.created"]
-
-
-async def test_orders_stuck_after_a_lost_job_are_resumed(
-    client: httpx.AsyncClient, services: Services
-) -> None:
-    order_id = await _paid_order(client, services)  # no relay: the job was never enqueued
-    assert await fulfillment.resume_stuck(services) == 0  # not stuck yet
-    async with services.sessionmaker() as session, session.begin():
-        await session.execute(
-            text("UPDATE orders SET updated_at = now() - interval '10 minutes' WHERE id = :id"),
-            {"id": uuid.UUID(order_id)},
-        )
-    assert await fulfillment.resume_stuck(services) == 1
-    jobs = await services.queues.get(FULFILLMENT).getJobs(["waiting"])
-    [job] = [j for j in jobs if j.data["orderId"] == order_id]
-    assert job.name == StartFulfillment.name
-    await run_job(services, FULFILLMENT, str(job.id))
-    assert await order_status(services, order_id) == "FULFILLING"

@@ -37,6 +37,7 @@ class MailServer:
     host: str
     port: int
     messages: list[Received] = field(default_factory=list)
+    sessions: int = 0  # SMTP sessions opened (EHLO/HELO greetings)
 
     @property
     def url(self) -> str:
@@ -58,6 +59,13 @@ class MailServer:
 class _Collector:
     def __init__(self, server: MailServer) -> None:
         self.server = server
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.server.sessions += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)

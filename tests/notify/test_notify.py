@@ -1,4 +1,5 @@
-"""Emails through a real local SMTP server (aiosmtpd): once per event, text and HTML."""
+"""Emails through a real local SMTP server (aiosmtpd), from the email outbox: owed in
+the event's own transaction, sent once per event, text and HTML, over one connection."""
 
 from __future__ import annotations
 
@@ -6,16 +7,15 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 
 from bookbazar.fulfillment import service as fulfillment
-from bookbazar.kit.queues import NOTIFY, PAYMENT
-from bookbazar.notify import repository as notify_repo
+from bookbazar.kit.queues import PAYMENT
 from bookbazar.notify import service as notify
-from bookbazar.notify.schemas import NotifyJob
+from bookbazar.notify.jobs import SEND_JOB
 from bookbazar.orders import service as orders
 from bookbazar.services import Services
+from bookbazar.worker import load_registry
 from tests.conftest import free_port
 from tests.notify.smtp import MailServer
 from tests.orders.conftest import force_deadline_passed
@@ -24,30 +24,22 @@ from tests.payments.conftest import (
     pay,
     placed_order,
     refund_job,
-    relay,
     run_job,
 )
 
 
-async def _job(services: Services, order_id: str, event_type: str) -> NotifyJob:
-    return NotifyJob.model_validate(await _event(services, order_id, event_type))
-
-
-async def _event(services: Services, order_id: str, event_type: str) -> dict[str, Any]:
+async def _rows(services: Services) -> list[Any]:
     async with services.sessionmaker() as session:
-        payload: dict[str, Any] = (
-            await session.execute(
-                text("SELECT payload FROM outbox_events WHERE order_id = :o AND type = :t"),
-                {"o": uuid.UUID(order_id), "t": event_type},
-            )
-        ).scalar_one()
-    return payload
-
-
-async def _sent(services: Services) -> int:
-    async with services.sessionmaker() as session:
-        return int(
-            (await session.execute(text("SELECT count(*) FROM sent_notifications"))).scalar_one()
+        return list(
+            (
+                await session.execute(
+                    text(
+                        "SELECT n.kind, n.recipient, n.sent_at, n.claimed_at, n.attempts, "
+                        "n.next_attempt_at, n.last_error, e.type FROM notifications n "
+                        "JOIN outbox_events e ON e.id = n.event_id ORDER BY n.created_at"
+                    )
+                )
+            ).all()
         )
 
 
@@ -60,28 +52,38 @@ async def _paid(
     return user, order_id
 
 
-async def test_confirmation_is_emailed_once_even_if_the_job_runs_twice(
+async def test_the_worker_sends_the_outbox_every_second() -> None:
+    assert any(t.name == SEND_JOB for t in load_registry().ticks)
+
+
+async def test_the_email_is_owed_with_its_event_and_sent_once(
     client: httpx.AsyncClient, services: Services, smtp: MailServer
 ) -> None:
     services.settings.smtp_url = smtp.url
     user, order_id = await _paid(client, services, price=12_500)
-    await relay(services)
-    event = await _event(services, order_id, "order.paid")
-    job_id = f"notify-{event['id']}"
-    assert await run_job(services, NOTIFY, job_id) == {"result": "sent"}
-    assert await run_job(services, NOTIFY, job_id) == {"result": "duplicate"}
-    # The relay delivering the event again enqueues nothing new either.
-    await notify.enqueue_notification(services, event)
+    # Owed in the transaction that marked the order PAID (before any relay or job).
+    [owed] = await _rows(services)
+    assert (owed.kind, owed.type, owed.sent_at, owed.claimed_at) == (
+        "confirmation",
+        "order.paid",
+        None,
+        None,
+    )
+    assert await notify.send_due(services) == 1
+    assert await notify.send_due(services) == 0  # a second round sends nothing
     [mail] = await smtp.wait_for(1)
     assert mail.recipients == [user["user"]["email"]]
     assert "confirmed" in mail.subject.lower()
     assert mail.message["From"] == services.settings.mail_from
+    # Derived from the event: a copy sent again after a crash is the same message.
+    assert str(mail.message["Message-ID"]).strip().endswith(".confirmation@bookbazar.local>")
     plain, html = mail.part("plain"), mail.part("html")
     for body in (plain, html):
         assert order_id in body
         assert "125.00 INR" in body
     assert "Book " in plain and "<table>" in html
-    assert await _sent(services) == 1
+    [sent] = await _rows(services)
+    assert sent.sent_at is not None and sent.recipient == user["user"]["email"]
 
 
 async def test_shipped_email_carries_the_tracking_number(
@@ -89,21 +91,26 @@ async def test_shipped_email_carries_the_tracking_number(
 ) -> None:
     services.settings.smtp_url = smtp.url
     _, order_id = await _paid(client, services)
-    oid = uuid.UUID(order_id)
-    await fulfillment.start_fulfillment(services, oid)
-    await fulfillment.ship_order(services, oid)
-    await fulfillment.deliver_order(services, oid)
-    await relay(services)
-    event = await _event(services, order_id, "order.shipped")
+    for _ in range(3):
+        await fulfillment.advance(services)
+    async with services.sessionmaker() as session:
+        event = (
+            await session.execute(
+                text(
+                    "SELECT payload FROM outbox_events "
+                    "WHERE order_id = :o AND type = 'order.shipped'"
+                ),
+                {"o": uuid.UUID(order_id)},
+            )
+        ).scalar_one()
     tracking = event["data"]["trackingNumber"]
-    await run_job(services, NOTIFY, f"notify-{event['id']}")
+    assert await notify.send_due(services) == 2
     mails = [m for m in smtp.messages if "shipped" in m.subject.lower()]
     assert len(mails) == 1
     assert tracking in mails[0].subject
     assert tracking in mails[0].part("plain") and tracking in mails[0].part("html")
     # order.fulfilling and order.delivered send no email.
-    jobs = await services.queues.get(NOTIFY).getJobs(["waiting"])
-    assert sorted(j.data["type"] for j in jobs) == ["order.paid", "order.shipped"]
+    assert sorted(r.type for r in await _rows(services)) == ["order.paid", "order.shipped"]
 
 
 async def test_expired_and_refunded_emails(
@@ -117,68 +124,79 @@ async def test_expired_and_refunded_emails(
     await placed_order(client, services, book=book)  # the copy is sold to someone else
     assert (await pay(client, order_id, intent)).json()["data"]["result"] == "refund"
     await run_job(services, PAYMENT, await refund_job(services, order_id))
-    await relay(services)
-    for event_type in ("order.expired", "order.refunded"):
-        event = await _event(services, order_id, event_type)
-        await run_job(services, NOTIFY, f"notify-{event['id']}")
+    await notify.send_due(services)
     subjects = sorted(m.subject for m in smtp.to(user["user"]["email"]))
     assert [s.split()[-1] for s in subjects] == ["expired", "refunded"]
     refunded = next(m for m in smtp.messages if m.subject.endswith("refunded"))
     assert "499.00 INR" in refunded.part("plain") and "re_sb_" in refunded.part("plain")
 
 
+async def test_emails_share_one_smtp_connection(
+    client: httpx.AsyncClient, services: Services, smtp: MailServer
+) -> None:
+    services.settings.smtp_url = smtp.url
+    for _ in range(3):
+        await _paid(client, services)
+    assert await notify.send_due(services) == 3
+    await smtp.wait_for(3)
+    assert smtp.sessions == 1
+
+
 async def test_without_smtp_the_email_is_logged_once(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     assert services.settings.smtp_url is None
-    _, order_id = await _paid(client, services)
-    job = await _job(services, order_id, "order.paid")
-    assert await notify.notify(services, job) == "logged"
-    assert await notify.notify(services, job) == "duplicate"
-    assert await _sent(services) == 1
+    await _paid(client, services)
+    assert await notify.send_due(services) == 1
+    assert await notify.send_due(services) == 0
+    [row] = await _rows(services)
+    assert row.sent_at is not None
 
 
-async def test_smtp_failure_releases_the_claim_for_the_retry(
+async def test_an_smtp_failure_is_retried_later_and_then_sent(
     client: httpx.AsyncClient, services: Services, smtp: MailServer
 ) -> None:
-    _, order_id = await _paid(client, services)
-    job = await _job(services, order_id, "order.paid")
+    await _paid(client, services)
     services.settings.smtp_url = f"smtp://127.0.0.1:{free_port()}"  # nobody listens
-    with pytest.raises(Exception):  # noqa: B017 - whichever connection error aiosmtplib raises
-        await notify.notify(services, job)
-    assert await _sent(services) == 0
+    assert await notify.send_due(services) == 1
+    [row] = await _rows(services)
+    assert row.sent_at is None and row.claimed_at is None and row.attempts == 1
+    assert row.last_error and row.next_attempt_at > await _db_now(services)
+    assert await notify.send_due(services) == 0  # backing off
     services.settings.smtp_url = smtp.url
-    assert await notify.notify(services, job) == "sent"
+    await _make_due(services)
+    assert await notify.send_due(services) == 1
     assert len(await smtp.wait_for(1)) == 1
+    [row] = await _rows(services)
+    assert row.sent_at is not None and row.last_error is None
 
 
 async def test_a_claim_whose_sender_died_is_taken_over_once_its_lease_ran_out(
     client: httpx.AsyncClient, services: Services, smtp: MailServer
 ) -> None:
     """The worker died between claiming the email and sending it: the email is not lost.
-    While the claim's lease runs the retry waits (raises, so the job retries); after it
-    the retry takes the claim over and sends, once."""
+    While the claim's lease runs nobody sends it; after it, the next round does, once."""
     services.settings.smtp_url = smtp.url
-    _, order_id = await _paid(client, services)
-    job = await _job(services, order_id, "order.paid")
+    await _paid(client, services)
     async with services.sessionmaker() as session, session.begin():
-        assert (
-            await notify_repo.claim(session, job.event_id, "confirmation", "x@example.com", 60)
-            is notify_repo.Claim.TAKEN
-        )  # ... and the sender dies here
-    with pytest.raises(notify.ClaimHeld):
-        await notify.notify(services, job)
+        await session.execute(text("UPDATE notifications SET claimed_at = now()"))
+    assert await notify.send_due(services) == 0  # its sender may still be at it
     assert smtp.messages == []
     async with services.sessionmaker() as session, session.begin():
         await session.execute(
-            text("UPDATE sent_notifications SET claimed_at = now() - interval '1 hour'")
+            text("UPDATE notifications SET claimed_at = now() - interval '1 hour'")
         )
-    assert await notify.notify(services, job) == "sent"
-    assert await notify.notify(services, job) == "duplicate"
+    assert await notify.send_due(services) == 1
+    assert await notify.send_due(services) == 0
     [message] = await smtp.wait_for(1)
     assert message.subject.endswith("confirmed")
+
+
+async def _db_now(services: Services) -> Any:
     async with services.sessionmaker() as session:
-        sent_at = (
-            await session.execute(text("SELECT sent_at FROM sent_notifications"))
-        ).scalar_one()
-    assert sent_at is not None
+        return (await session.execute(text("SELECT now()"))).scalar_one()
+
+
+async def _make_due(services: Services) -> None:
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(text("UPDATE notifications SET next_attempt_at = now()"))

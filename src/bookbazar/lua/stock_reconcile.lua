@@ -16,8 +16,9 @@
 -- holds: n, repaired: [[orderId, token, action], ...]}.
 local prefix, ttl, now, cutoff = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local snap = cjson.decode(ARGV[5])
-local sold = {PAID = 1, FULFILLING = 1, SHIPPED = 1, DELIVERED = 1, REFUND_PENDING = 1, REFUNDED = 1}
-local ended = {EXPIRED = 1, CANCELLED = 1, FAILED = 1}
+local sold = {PAID = 1, FULFILLING = 1, SHIPPED = 1, DELIVERED = 1}
+-- A refunded order never sold anything: a hold it left behind goes back.
+local ended = {EXPIRED = 1, CANCELLED = 1, FAILED = 1, REFUND_PENDING = 1, REFUNDED = 1}
 local repaired = {}
 
 local function outside(book, delta)

@@ -11,7 +11,7 @@ from bookbazar.models.commerce import (
     OrderStatus,
     Shipment,
 )
-from bookbazar.models.events import OutboxEvent, SentNotification
+from bookbazar.models.events import Notification, OutboxEvent
 from bookbazar.models.payments import Payment, ProcessedWebhookEvent
 from bookbazar.models.stock import Restock, StockAudit
 from bookbazar.models.users import Role, User
@@ -22,6 +22,7 @@ __all__ = [
     "Cart",
     "CartItem",
     "IdempotencyRecord",
+    "Notification",
     "Order",
     "OrderItem",
     "OrderStatus",
@@ -30,7 +31,6 @@ __all__ = [
     "ProcessedWebhookEvent",
     "Restock",
     "Role",
-    "SentNotification",
     "Shipment",
     "StockAudit",
     "User",

@@ -49,14 +49,31 @@ class OutboxEvent(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-class SentNotification(Base):
-    """One email per (event, kind): claimed with a lease before sending, `sent_at` set
-    after. A claim whose lease ran out unsent (the sender died) may be taken again."""
+class Notification(Base):
+    """An email owed for an order event, written in the same transaction as the event
+    (a transactional outbox for emails). The notifier claims due rows under a lease,
+    sends, and marks them sent; a claim whose sender died is taken again once its lease
+    runs out. One row per (event, kind): never two emails for one event."""
 
-    __tablename__ = "sent_notifications"
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index(
+            "ix_notifications_due",
+            "next_attempt_at",
+            postgresql_where=text("sent_at IS NULL"),
+        ),
+    )
 
     event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
-    recipient: Mapped[str] = mapped_column(String(320))
-    claimed_at: Mapped[datetime] = created_at()
+    user_id: Mapped[uuid.UUID | None]
+    # Whom it went to (set when sent).
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = created_at()
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,23 +1,19 @@
-"""Notification jobs: order events become `notify` jobs, each sending one email."""
+"""Notification work in the worker: the email outbox's sender, a tick under the worker
+lease (once per deployment)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bookbazar.kit.jobs import JobContext, JobRegistry
+from bookbazar.kit.jobs import JobRegistry
+from bookbazar.kit.queues import NOTIFY
 from bookbazar.notify import service
-from bookbazar.notify.render import KIND_FOR_EVENT
-from bookbazar.notify.schemas import NotifyJob
 from bookbazar.services import Services
 
 JOBS = JobRegistry()
+SEND_JOB = "notify:send"
 
 
-@JOBS.job(NotifyJob)
-async def send_notification(ctx: JobContext, job: NotifyJob) -> dict[str, Any]:
-    return {"result": await service.notify(ctx.services, job)}
-
-
-@JOBS.on_event(*KIND_FOR_EVENT)
-async def notify_on_event(services: Services, event: dict[str, Any]) -> None:
-    await service.enqueue_notification(services, event)
+@JOBS.tick(NOTIFY, SEND_JOB, lambda settings: settings.notify_interval_seconds)
+async def send_due_emails(services: Services) -> dict[str, Any]:
+    return {"attempted": await service.send_due(services)}

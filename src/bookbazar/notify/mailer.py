@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -55,22 +57,55 @@ def build_message(
     return message
 
 
-async def send_email(
-    settings: Settings, to: str, email: Email, *, message_key: str | None = None
-) -> bool:
-    """Send (True) or, with no SMTP_URL configured, log it (False). Raises the SMTP
-    error if the server refuses or cannot be reached (the job retries)."""
-    if not settings.smtp_url:
-        log.info("email_logged", to=to, subject=email.subject, body=email.text)
-        return False
-    target = smtp_target(settings.smtp_url)
-    await aiosmtplib.send(
-        build_message(settings, to, email, message_key),
-        hostname=target.host,
-        port=target.port,
-        username=target.username,
-        password=target.password,
-        use_tls=target.use_tls,
-        timeout=20,
-    )
-    return True
+class Mailer:
+    """Sends emails over one SMTP connection for the process's life (opened on first
+    use, opened again if the server dropped it), or logs them when SMTP_URL is unset. A
+    new connection per email costs a TCP and TLS handshake and a login each time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._smtp: aiosmtplib.SMTP | None = None
+        self._lock = asyncio.Lock()
+
+    async def send(self, to: str, email: Email, *, message_key: str | None = None) -> bool:
+        """Send (True) or, with no SMTP_URL configured, log it (False). Raises the SMTP
+        error if the server refuses or cannot be reached (the caller retries later)."""
+        settings = self._settings
+        if not settings.smtp_url:
+            # The body is personal data: only development logs it.
+            body = email.text if settings.is_development else None
+            log.info("email_logged", to=to, subject=email.subject, body=body)
+            return False
+        message = build_message(settings, to, email, message_key)
+        async with self._lock:
+            for attempt in range(2):
+                smtp = await self._connected(settings.smtp_url)
+                try:
+                    await smtp.send_message(message)
+                    return True
+                except aiosmtplib.SMTPServerDisconnected:
+                    self._smtp = None  # dropped while idle: once more on a fresh one
+                    if attempt:
+                        raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _connected(self, url: str) -> aiosmtplib.SMTP:
+        if self._smtp is None or not self._smtp.is_connected:
+            target = smtp_target(url)
+            smtp = aiosmtplib.SMTP(
+                hostname=target.host,
+                port=target.port,
+                username=target.username,
+                password=target.password,
+                use_tls=target.use_tls,
+                timeout=20,
+            )
+            await smtp.connect()
+            self._smtp = smtp
+        return self._smtp
+
+    async def aclose(self) -> None:
+        if self._smtp is not None and self._smtp.is_connected:
+            with contextlib.suppress(Exception):
+                await self._smtp.quit()
+        self._smtp = None

@@ -1,83 +1,115 @@
-"""Order notifications: one email per (event, kind), claimed with a lease before sending.
+"""Order notifications: one email per (event, kind), from the email outbox.
 
-The claim is a row with `sent_at` empty; it is marked sent after the SMTP server took the
-message. If the sender dies in between, the claim's lease runs out and the job's retry
-takes it over and sends: an email is never lost. If it dies after the send but before
-marking it (one database round trip), the retry sends again: the copies share one
-Message-ID, derived from the event, so mail clients show one message.
+The row owing an email is written in the same transaction as its event (outbox/store.py),
+so no email is lost with a job or a crash. The notifier (`send_due`, a tick under the
+worker lease) claims due rows under a lease, sends them over the process's one SMTP
+connection, and marks them sent. If a sender dies before sending, its claim's lease runs
+out and the next round sends; if it dies after the send but before marking it (one
+database round trip), the next round sends again: the copies share one Message-ID,
+derived from the event, so mail clients show one message. A failed send is retried with
+backoff (capped at an hour), and keeps being retried.
 """
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 import structlog
 
-from bookbazar.errors import Conflict
 from bookbazar.kit import faults
+from bookbazar.kit.clock import utcnow
 from bookbazar.notify import repository as repo
-from bookbazar.notify.mailer import send_email
-from bookbazar.notify.render import KIND_FOR_EVENT, MailContext, render
-from bookbazar.notify.schemas import NotifyJob
+from bookbazar.notify.mailer import Mailer
+from bookbazar.notify.render import MailContext, render
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
+BATCH = 50
+MAX_BACKOFF_SECONDS = 3600
 
 
-class ClaimHeld(Conflict):
-    """Another run holds this notification's claim; retry once its lease ran out."""
+def mailer(services: Services) -> Mailer:
+    """The process's one mailer (its SMTP connection is reused)."""
+    found = services.clients.get("mailer")
+    if found is None:
+        found = services.clients["mailer"] = Mailer(services.settings)
+    assert isinstance(found, Mailer)
+    return found
 
 
-async def enqueue_notification(services: Services, event: dict[str, object]) -> None:
-    """One job per event (job id from the event id): the relay's repeats enqueue it once."""
-    if event.get("type") not in KIND_FOR_EVENT:
-        return
-    await services.queues.enqueue(NotifyJob.model_validate(event))
+async def send_due(services: Services) -> int:
+    """Send every email that is due, in batches. Returns how many were attempted."""
+    attempted = 0
+    while True:
+        count = await _send_batch(services)
+        attempted += count
+        if count < BATCH:
+            return attempted
 
 
-async def notify(services: Services, job: NotifyJob) -> str:
-    """Email the order's owner about the event. Returns "sent", "logged" (no SMTP_URL),
-    "duplicate" (sent before) or "skipped". Raises ClaimHeld while another run's claim
-    is live, and the SMTP error when sending fails (the claim is released); the job
-    retries either way."""
-    kind = KIND_FOR_EVENT.get(job.type)
-    if kind is None:
-        return "skipped"
-    structlog.contextvars.bind_contextvars(order_id=str(job.order_id), notification=kind)
-    async with services.sessionmaker() as session:
-        who = await repo.recipient(session, job.user_id)
-        lines = await repo.order_lines(session, job.order_id) if kind == "confirmation" else []
-    if who is None:
-        log.warning("notification_without_recipient")
-        return "skipped"
-    to, name = who
-    email = render(
-        kind,
-        MailContext(
-            name=name,
-            order_id=str(job.order_id),
-            total=job.total,
-            currency=job.currency,
-            lines=lines,
-            data=job.data,
-        ),
-    )
+async def _send_batch(services: Services) -> int:
+    lease = services.settings.notify_claim_lease_seconds
     async with services.sessionmaker() as session, session.begin():
-        claim = await repo.claim(
-            session, job.event_id, kind, to, services.settings.notify_claim_lease_seconds
-        )
-    if claim is repo.Claim.SENT:
-        log.info("notification_already_sent")
-        return "duplicate"
-    if claim is repo.Claim.HELD:
-        raise ClaimHeld("this notification is being sent by another run")
+        claimed = await repo.claim_due(session, lease, BATCH)
+    if not claimed:
+        return 0
     faults.crash_point("notify:after-claim")
+    async with services.sessionmaker() as session:
+        contexts = await repo.contexts(session, [c.event_id for c in claimed])
+        confirmations = {
+            uuid.UUID(str(contexts[c.event_id].event["orderId"]))
+            for c in claimed
+            if c.kind == "confirmation" and c.event_id in contexts
+        }
+        lines = await repo.order_lines(session, list(confirmations))
+    for item in claimed:
+        await _send_one(services, item, contexts.get(item.event_id), lines)
+    return len(claimed)
+
+
+async def _send_one(
+    services: Services,
+    item: repo.Claimed,
+    context: repo.EventContext | None,
+    lines: dict[uuid.UUID, list[tuple[str, int, int]]],
+) -> None:
+    event = context.event if context is not None else {}
+    structlog.contextvars.bind_contextvars(order_id=event.get("orderId"), notification=item.kind)
     try:
-        sent = await send_email(services.settings, to, email, message_key=f"{job.event_id}.{kind}")
-    except Exception:
+        if context is None:
+            log.warning("notification_without_recipient")
+            recipient = None
+        else:
+            order_id = uuid.UUID(str(event["orderId"]))
+            email = render(
+                item.kind,
+                MailContext(
+                    name=context.name,
+                    order_id=str(order_id),
+                    total=int(event.get("total") or 0),
+                    currency=str(event.get("currency") or ""),
+                    lines=lines.get(order_id, []),
+                    data=event.get("data") or {},
+                ),
+            )
+            key = f"{item.event_id}.{item.kind}"
+            sent = await mailer(services).send(context.email, email, message_key=key)
+            faults.crash_point("notify:after-send")
+            recipient = context.email
+            log.info("notification_sent" if sent else "notification_logged")
         async with services.sessionmaker() as session, session.begin():
-            await repo.release(session, job.event_id, kind)
-        raise
-    faults.crash_point("notify:after-send")
-    async with services.sessionmaker() as session, session.begin():
-        await repo.mark_sent(session, job.event_id, kind)
-    log.info("notification_sent" if sent else "notification_logged")
-    return "sent" if sent else "logged"
+            await repo.mark_sent(session, item.event_id, item.kind, recipient)
+    except Exception as exc:
+        backoff = min(MAX_BACKOFF_SECONDS, 2 ** min(item.attempts, 12))
+        log.warning("notification_failed", error=repr(exc), retry_in=backoff)
+        async with services.sessionmaker() as session, session.begin():
+            await repo.mark_failed(
+                session,
+                item.event_id,
+                item.kind,
+                repr(exc),
+                utcnow() + timedelta(seconds=backoff),
+            )
+    finally:
+        structlog.contextvars.unbind_contextvars("order_id", "notification")

@@ -287,6 +287,8 @@ class LockedOrder:
     currency: str
     hold_token: str
     expires_at: datetime | None
+    # The payment the order was sold with (provider, intent id), once it was.
+    paid_with: tuple[str, str] | None = None
 
 
 async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> LockedOrder | None:
@@ -302,6 +304,8 @@ async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> LockedOrder 
                 Order.currency,
                 Order.hold_token,
                 Order.expires_at,
+                Order.payment_provider,
+                Order.payment_intent_id,
             )
             .where(Order.id == order_id)
             .with_for_update()
@@ -317,6 +321,9 @@ async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> LockedOrder 
         str(row.currency),
         row.hold_token,
         row.expires_at,
+        (row.payment_provider, row.payment_intent_id)
+        if row.payment_provider and row.payment_intent_id
+        else None,
     )
 
 

@@ -17,8 +17,10 @@ sells with it the same way; without stock the order goes to REFUND_PENDING.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -57,6 +59,22 @@ class Settled(enum.StrEnum):
 class Settlement:
     outcome: Settled
     status: str | None
+    # The payment the order was sold with (provider, intent id), when it is sold.
+    paid_with: tuple[str, str] | None = None
+
+
+# Called inside the transaction that decides a settlement, before it commits (the
+# webhook records its event as processed and sets its payment's status there, so the
+# decision, its effects and the record commit together). It may raise to undo them all.
+OnDecided = Callable[[AsyncSession, Settlement], Awaitable[None]]
+
+
+async def _decided(
+    session: AsyncSession, on_decided: OnDecided | None, settlement: Settlement
+) -> Settlement:
+    if on_decided is not None:
+        await on_decided(session, settlement)
+    return settlement
 
 
 async def settle_payment(
@@ -67,20 +85,22 @@ async def settle_payment(
     currency: str,
     provider: str,
     intent_id: str,
+    on_decided: OnDecided | None = None,
 ) -> Settlement:
     """Apply a succeeded payment. Idempotent: a second call reports ALREADY_PAID (or the
     same REFUND/MISMATCH outcome without repeating effects). Never oversells: a sale is
     recorded only with a hold that was converted, and a late payment only becomes a sale
-    if units can be held again."""
+    if units can be held again. `on_decided` runs in the deciding transaction."""
     async with services.sessionmaker() as session, session.begin():
         order = await repo.lock_order(session, order_id)
         if order is None:
-            return Settlement(Settled.UNKNOWN, None)
+            return await _decided(session, on_decided, Settlement(Settled.UNKNOWN, None))
         status = S(order.status)
         if status in SOLD:
-            return Settlement(Settled.ALREADY_PAID, status.value)
+            decided = Settlement(Settled.ALREADY_PAID, status.value, order.paid_with)
+            return await _decided(session, on_decided, decided)
         if status in (S.REFUND_PENDING, S.REFUNDED):
-            return Settlement(Settled.REFUND, status.value)
+            return await _decided(session, on_decided, Settlement(Settled.REFUND, status.value))
         if amount != order.total or currency.upper() != order.currency:
             reason = (
                 f"payment {intent_id} via {provider} was {amount} {currency.upper()}, "
@@ -88,21 +108,23 @@ async def settle_payment(
             )
             await repo.flag_for_review(session, order_id, reason)
             log.error("payment_mismatch", order_id=str(order_id), reason=reason)
-            return Settlement(Settled.MISMATCH, status.value)
+            return await _decided(session, on_decided, Settlement(Settled.MISMATCH, status.value))
         if status is S.PAYMENT_PENDING and await _sell(
             session, services, order, Hold(order_id, order.hold_token), provider, intent_id
         ):
+            paid = Settlement(Settled.PAID, S.PAID.value, (provider, intent_id))
+            await _decided(session, on_decided, paid)
             sold = True
         elif status in ENDED or status is S.PAYMENT_PENDING:
             sold = False
         else:  # PENDING or FAILED: never placed, so never payable
-            return Settlement(Settled.REFUND, status.value)
+            return await _decided(session, on_decided, Settlement(Settled.REFUND, status.value))
     if sold:
         faults.crash_point("payment:after-paid-commit")
         log.info("order_paid", order_id=str(order_id), provider=provider)
-        return Settlement(Settled.PAID, S.PAID.value)
+        return paid
     # The order ended first (expiry or cancel won the race), or its hold was gone.
-    return await _settle_late(services, order_id, provider, intent_id)
+    return await _settle_late(services, order_id, provider, intent_id, on_decided)
 
 
 async def _sell(
@@ -143,7 +165,11 @@ async def _sell(
 
 
 async def _settle_late(
-    services: Services, order_id: uuid.UUID, provider: str, intent_id: str
+    services: Services,
+    order_id: uuid.UUID,
+    provider: str,
+    intent_id: str,
+    on_decided: OnDecided | None,
 ) -> Settlement:
     """The order EXPIRED or was CANCELLED before the payment arrived: sell it again if
     units can be held under a new token, else REFUND_PENDING."""
@@ -153,21 +179,28 @@ async def _settle_late(
         hold = Hold(order_id, new_token())
         reserved = await _reserve_again(services, hold, lines)
         await faults.gate("settle:after-reserve")
-        outcome, status = await _decide_late(
-            services, order_id, hold, reserved, provider, intent_id
-        )
+        try:
+            settlement = await _decide_late(
+                services, order_id, hold, reserved, provider, intent_id, on_decided
+            )
+        except BaseException:
+            if reserved.held:
+                with contextlib.suppress(Exception):
+                    await services.inventory.release(hold)  # ours, unused
+            raise
+        outcome = None if settlement is None else settlement.outcome
         if outcome is not Settled.PAID and reserved.held:
             await services.inventory.release(hold)  # ours, unused: only this token
-        if outcome is None:
+        if settlement is None:
             continue  # our new hold was released before we could sell with it
         if outcome is Settled.PAID:
             if reserved.levels:
                 await services.emitter.emit_stock(reserved.levels)
             log.info("late_payment_sold", order_id=str(order_id))
         elif outcome is Settled.REFUND:
-            log.warning("late_payment_refund", order_id=str(order_id), status=status)
-        return Settlement(outcome, status)
-    return await _refund_late(services, order_id, provider, intent_id)
+            log.warning("late_payment_refund", order_id=str(order_id), status=settlement.status)
+        return settlement
+    return await _refund_late(services, order_id, provider, intent_id, on_decided)
 
 
 async def _reserve_again(
@@ -194,7 +227,8 @@ async def _decide_late(
     reserved: ReserveResult,
     provider: str,
     intent_id: str,
-) -> tuple[Settled | None, str]:
+    on_decided: OnDecided | None,
+) -> Settlement | None:
     """Under the order's row lock: sell with the new hold, or go to REFUND_PENDING, or
     report what another path decided. None: the hold was lost; try again."""
     async with services.sessionmaker() as session, session.begin():
@@ -202,33 +236,39 @@ async def _decide_late(
         assert order is not None
         status = S(order.status)
         if status in SOLD:
-            return Settled.ALREADY_PAID, status.value
-        if status in (S.REFUND_PENDING, S.REFUNDED):
-            return Settled.REFUND, status.value
-        if status not in ENDED and status is not S.PAYMENT_PENDING:
-            return Settled.REFUND, status.value
-        if reserved.held:
-            if await _sell(session, services, order, hold, provider, intent_id):
-                return Settled.PAID, S.PAID.value
-            return None, status.value
-        await _to_refund(session, order_id, status, provider, intent_id)
-        return Settled.REFUND, S.REFUND_PENDING.value
+            decided = Settlement(Settled.ALREADY_PAID, status.value, order.paid_with)
+        elif status not in ENDED and status is not S.PAYMENT_PENDING:
+            decided = Settlement(Settled.REFUND, status.value)
+        elif reserved.held:
+            if not await _sell(session, services, order, hold, provider, intent_id):
+                return None
+            decided = Settlement(Settled.PAID, S.PAID.value, (provider, intent_id))
+        else:
+            await _to_refund(session, order_id, status, provider, intent_id)
+            decided = Settlement(Settled.REFUND, S.REFUND_PENDING.value)
+        return await _decided(session, on_decided, decided)
 
 
 async def _refund_late(
-    services: Services, order_id: uuid.UUID, provider: str, intent_id: str
+    services: Services,
+    order_id: uuid.UUID,
+    provider: str,
+    intent_id: str,
+    on_decided: OnDecided | None,
 ) -> Settlement:
     async with services.sessionmaker() as session, session.begin():
         order = await repo.lock_order(session, order_id)
         assert order is not None
         status = S(order.status)
         if status in SOLD:
-            return Settlement(Settled.ALREADY_PAID, status.value)
+            decided = Settlement(Settled.ALREADY_PAID, status.value, order.paid_with)
+            return await _decided(session, on_decided, decided)
         if status in ENDED or status is S.PAYMENT_PENDING:
             await _to_refund(session, order_id, status, provider, intent_id)
             status = S.REFUND_PENDING
+        settlement = await _decided(session, on_decided, Settlement(Settled.REFUND, status.value))
     log.warning("late_payment_refund", order_id=str(order_id), status=status.value)
-    return Settlement(Settled.REFUND, status.value)
+    return settlement
 
 
 async def _to_refund(
@@ -243,12 +283,20 @@ async def _to_refund(
     )
 
 
-async def record_payment_failure(services: Services, order_id: uuid.UUID, reason: str) -> bool:
+async def record_payment_failure(
+    services: Services,
+    order_id: uuid.UUID,
+    reason: str,
+    *,
+    before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None,
+) -> bool:
     """A declined payment: the order stays PAYMENT_PENDING (the buyer may pay again until
     the reservation lapses); emits order.payment_failed. Returns False if the order is not
-    awaiting payment (nothing to report)."""
+    awaiting payment (nothing to report). `before_commit` runs in the same transaction."""
     async with services.sessionmaker() as session, session.begin():
         order = await repo.lock_order(session, order_id)
+        if before_commit is not None:
+            await before_commit(session)
         if order is None or order.status != S.PAYMENT_PENDING.value:
             return False
         await add_order_event(

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.kit.clock import iso, utcnow
 from bookbazar.models import OutboxEvent
+from bookbazar.notify import repository as notifications
+from bookbazar.notify.render import KIND_FOR_EVENT
 
 
 def order_event(
@@ -50,7 +52,8 @@ async def add_order_event(
     currency: str,
     data: dict[str, Any] | None = None,
 ) -> uuid.UUID:
-    """Record an order event in the current transaction; returns the event id."""
+    """Record an order event in the current transaction (and the email it owes the buyer,
+    if any); returns the event id."""
     event_id = uuid.uuid4()
     payload = order_event(
         event_id,
@@ -68,4 +71,7 @@ async def add_order_event(
             id=event_id, type=event_type, order_id=order_id, user_id=user_id, payload=payload
         )
     )
+    kind = KIND_FOR_EVENT.get(event_type)
+    if kind is not None:
+        await notifications.add(session, event_id, kind, user_id)
     return event_id

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bookbazar.models import Order, OrderStatus, Payment, ProcessedWebhookEvent, User
 from bookbazar.payments.schemas import OPEN_PAYMENT, PAYMENT_SOURCES, PaymentStatus
@@ -48,7 +50,7 @@ async def payment_by_intent(session: AsyncSession, provider: str, intent_id: str
 
 
 async def insert_payment(
-    session: AsyncSession,
+    conn: AsyncConnection | AsyncSession,
     *,
     order_id: uuid.UUID,
     provider: str,
@@ -57,24 +59,97 @@ async def insert_payment(
     redirect_url: str | None,
     amount: int,
     currency: str,
-) -> None:
+) -> Payment:
     """Insert the intent unless the order already has one at this provider (the unique
-    constraints make concurrent initialisations converge on the first row)."""
-    await session.execute(
-        pg_insert(Payment)
-        .values(
-            id=uuid.uuid4(),
-            order_id=order_id,
-            provider=provider,
-            intent_id=intent_id,
-            client_secret=client_secret,
-            redirect_url=redirect_url,
-            amount=amount,
-            currency=currency,
-            status=PaymentStatus.CREATED.value,
+    constraints make concurrent initialisations converge on the first row); returns the
+    order's payment at this provider."""
+    inserted = (
+        await conn.execute(
+            pg_insert(Payment)
+            .values(
+                id=uuid.uuid4(),
+                order_id=order_id,
+                provider=provider,
+                intent_id=intent_id,
+                client_secret=client_secret,
+                redirect_url=redirect_url,
+                amount=amount,
+                currency=currency,
+                status=PaymentStatus.CREATED.value,
+            )
+            .on_conflict_do_nothing()
+            .returning(*Payment.__table__.columns)
         )
-        .on_conflict_do_nothing()
+    ).one_or_none()
+    if inserted is None:
+        inserted = (
+            await conn.execute(
+                select(*Payment.__table__.columns).where(
+                    Payment.order_id == order_id, Payment.provider == provider
+                )
+            )
+        ).one()
+    return _payment(inserted)
+
+
+def _payment(row: Any) -> Payment:
+    """A Payment built from a Core row (no session attached)."""
+    return Payment(**{column.key: getattr(row, column.key) for column in Payment.__table__.columns})
+
+
+@dataclass(frozen=True, slots=True)
+class OrderToPay:
+    status: str
+    total: int
+    currency: str
+
+
+async def order_for_payment(
+    conn: AsyncConnection, order_id: uuid.UUID, user_id: uuid.UUID, provider: str
+) -> tuple[OrderToPay, Payment | None] | None:
+    """The caller's order and its payment at this provider (if any), in one query; None
+    for an unknown order or another user's."""
+    row = (
+        await conn.execute(
+            select(Order.status, Order.total, Order.currency, *Payment.__table__.columns)
+            .select_from(Order)
+            .outerjoin(Payment, (Payment.order_id == Order.id) & (Payment.provider == provider))
+            .where(Order.id == order_id, Order.user_id == user_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    order = OrderToPay(str(row.status), int(row.total), str(row.currency))
+    payment = None if row.intent_id is None else _payment(row)
+    return order, payment
+
+
+async def payment_for_event(
+    conn: AsyncConnection, event: tuple[str, str, str], intent_id: str
+) -> tuple[Payment | None, bool]:
+    """The payment an event is about, and whether the event was processed already: one
+    query."""
+    provider, event_id, _ = event
+    processed = (
+        select(ProcessedWebhookEvent.event_id)
+        .where(
+            ProcessedWebhookEvent.provider == provider,
+            ProcessedWebhookEvent.event_id == event_id,
+        )
+        .exists()
     )
+    one = select(literal(1).label("one")).subquery()
+    row = (
+        await conn.execute(
+            select(processed.label("processed"), *Payment.__table__.columns).select_from(
+                one.outerjoin(
+                    Payment, (Payment.provider == provider) & (Payment.intent_id == intent_id)
+                )
+            )
+        )
+    ).first()
+    assert row is not None
+    return (_payment(row) if row.id is not None else None), bool(row.processed)
 
 
 async def set_payment_status(
@@ -123,7 +198,7 @@ async def event_processed(session: AsyncSession, provider: str, event_id: str) -
 
 
 async def record_event(
-    session: AsyncSession, provider: str, event_id: str, event_type: str
+    session: AsyncConnection | AsyncSession, provider: str, event_id: str, event_type: str
 ) -> bool:
     """Mark a provider event processed; False if it already was."""
     inserted = (

@@ -8,22 +8,21 @@ step. Nothing here holds a database transaction across a call to a provider.
 from __future__ import annotations
 
 import enum
-import secrets
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.errors import BadGateway, BadRequest, Conflict, NotFound, ServiceUnavailable
-from bookbazar.kit import faults
-from bookbazar.kit.clock import iso
+from bookbazar.kit.clock import iso, utcnow
 from bookbazar.models import OrderStatus, Payment
-from bookbazar.orders import repository as orders_repo
 from bookbazar.orders.settlement import (
     Settled,
+    Settlement,
     extend_reservation,
     record_payment_failure,
     settle_payment,
@@ -52,9 +51,6 @@ WEBHOOKS = Counter(
     "Provider webhooks by provider and result",
     ["provider", "result"],
 )
-# A second delivery of an event while the first is still being applied waits this long
-# at most (then the provider's retry finds it processed).
-_INFLIGHT_MS = 60_000
 
 
 class WebhookResult(enum.StrEnum):
@@ -100,18 +96,19 @@ async def init_payment(
 
     Owner only (another user's order -> NotFound), PAYMENT_PENDING only (else Conflict
     naming the status). Calling it again returns the same intent. Extends the
-    reservation so at least PAYMENT_MIN_WINDOW_SECONDS remain to pay. The provider is
-    called with no database transaction open. Raises BadGateway if the provider fails.
+    reservation so at least PAYMENT_MIN_WINDOW_SECONDS remain to pay (within the cap of
+    `extend_reservation`). The provider is called with no database transaction open.
+    Raises BadGateway if the provider fails.
     """
     try:
         provider = configured_provider(services)
     except ProviderUnavailable:
         raise ServiceUnavailable("The payment provider is not configured") from None
-    async with services.sessionmaker() as session:
-        order = await orders_repo.get_order(session, order_id, user_id)
-        if order is None:
-            raise NotFound("Order not found")
-        payment = await repo.payment_for_order(session, order_id, provider.name)
+    async with services.autocommit.connect() as conn:
+        found = await repo.order_for_payment(conn, order_id, user_id, provider.name)
+    if found is None:
+        raise NotFound("Order not found")
+    order, payment = found
     if order.status != OrderStatus.PAYMENT_PENDING.value:
         raise _not_awaiting_payment(order.status)
     window = services.settings.payment_min_window_seconds
@@ -121,16 +118,16 @@ async def init_payment(
     if payment is not None:
         return present(payment, deadline)
 
-    request = PaymentRequest(order.id, order.total, order.currency, f"Book Bazar order {order.id}")
+    request = PaymentRequest(order_id, order.total, order.currency, f"Book Bazar order {order_id}")
     try:
         intent = await provider.create_intent(request)
     except ProviderError as exc:
         log.warning("payment_intent_failed", order_id=str(order_id), error=str(exc))
         raise BadGateway("The payment provider did not answer, please retry") from exc
-    async with services.sessionmaker() as session, session.begin():
-        await repo.insert_payment(
-            session,
-            order_id=order.id,
+    async with services.autocommit.connect() as conn:
+        payment = await repo.insert_payment(
+            conn,
+            order_id=order_id,
             provider=provider.name,
             intent_id=intent.intent_id,
             client_secret=intent.client_secret,
@@ -138,13 +135,12 @@ async def init_payment(
             amount=order.total,
             currency=order.currency,
         )
-        payment = await repo.payment_for_order(session, order_id, provider.name)
-    assert payment is not None
     log.info("payment_initialised", order_id=str(order_id), provider=provider.name)
-    # The provider call took time: make sure the window still holds.
-    deadline = await extend_reservation(services, order_id, min_window_seconds=window)
-    if deadline is None:
-        raise _not_awaiting_payment(await _status(services, order_id))
+    if deadline - utcnow() < timedelta(seconds=window / 2):
+        # The provider call took long: make sure the window still holds.
+        deadline = await extend_reservation(services, order_id, min_window_seconds=window)
+        if deadline is None:
+            raise _not_awaiting_payment(await _status(services, order_id))
     return present(payment, deadline)
 
 
@@ -156,14 +152,45 @@ async def _status(services: Services, order_id: uuid.UUID) -> str | None:
 # ---------------------------------------------------------------- outcomes
 
 
+class DuplicateEvent(Exception):
+    """The provider event was applied already (by another delivery of it): whatever this
+    delivery was about to do is rolled back."""
+
+
+EventRef = tuple[str, str, str]  # (provider, event id, event type)
+
+
 async def apply_success(
-    services: Services, payment: Payment, amount: int, currency: str
+    services: Services,
+    payment: Payment,
+    amount: int,
+    currency: str,
+    *,
+    event: EventRef | None = None,
 ) -> WebhookResult:
     """A provider says this intent was paid `amount` `currency`: settle the order (PAID,
     or a late re-reservation), and when the money cannot be applied (wrong amount or
     currency, a second payment for a paid order, paid too late with no stock left) give
     it back: the payment goes to REFUND_PENDING with the reason, and a refund job runs.
-    Idempotent: a repeat reports the same outcome without repeating any effect."""
+    The payment's status and the event's record (when from a webhook) are written in the
+    transaction that decides the settlement. Raises DuplicateEvent if `event` was applied
+    already. Idempotent: a repeat reports the same outcome without repeating any effect."""
+    reasons: list[str | None] = []
+
+    async def on_decided(session: AsyncSession, settlement: Settlement) -> None:
+        if event is not None and not await repo.record_event(session, *event):
+            raise DuplicateEvent(event[1])
+        reason = _refund_reason(payment, settlement, amount, currency)
+        reasons.append(reason)
+        if settlement.outcome is Settled.UNKNOWN:
+            return
+        if reason is None:
+            await repo.set_payment_status(session, payment.id, PaymentStatus.SUCCEEDED)
+        else:
+            await repo.set_payment_status(
+                session, payment.id, PaymentStatus.REFUND_PENDING, review_reason=reason
+            )
+
     settlement = await settle_payment(
         services,
         payment.order_id,
@@ -171,57 +198,63 @@ async def apply_success(
         currency=currency,
         provider=payment.provider,
         intent_id=payment.intent_id,
+        on_decided=on_decided,
     )
     outcome = settlement.outcome
     if outcome is Settled.UNKNOWN:
         log.warning("payment_for_missing_order", order_id=str(payment.order_id))
         return WebhookResult.IGNORED
-    reason: str | None = None
-    if outcome is Settled.REFUND:
-        reason = f"paid while the order was {settlement.status}: no stock to sell it again"
-        result = WebhookResult.REFUND
-    elif outcome is Settled.MISMATCH:
-        reason = (
-            f"paid {amount} {currency.upper()} for an order of {payment.amount} {payment.currency}"
-        )
-        result = WebhookResult.MISMATCH
-    elif outcome is Settled.ALREADY_PAID and not await _paid_by(services, payment):
-        reason = "a second payment for an order that was paid already"
-        result = WebhookResult.MISMATCH
-    else:
-        result = WebhookResult.PAID if outcome is Settled.PAID else WebhookResult.ALREADY_PAID
-    async with services.sessionmaker() as session, session.begin():
-        if reason is None:
-            await repo.set_payment_status(session, payment.id, PaymentStatus.SUCCEEDED)
-        else:
-            await repo.set_payment_status(
-                session, payment.id, PaymentStatus.REFUND_PENDING, review_reason=reason
-            )
+    reason = reasons[-1] if reasons else None
     if reason is not None:
         log.error("payment_refunded_for_review", provider=payment.provider, reason=reason)
         await enqueue_refund(services, payment)
-    return result
+    if outcome is Settled.REFUND:
+        return WebhookResult.REFUND
+    if reason is not None:
+        return WebhookResult.MISMATCH
+    return WebhookResult.PAID if outcome is Settled.PAID else WebhookResult.ALREADY_PAID
 
 
-async def _paid_by(services: Services, payment: Payment) -> bool:
-    """Whether the order's recorded payment is this intent."""
-    async with services.sessionmaker() as session:
-        order = await orders_repo.get_order(session, payment.order_id)
-    return order is not None and (order.payment_provider, order.payment_intent_id) == (
+def _refund_reason(
+    payment: Payment, settlement: Settlement, amount: int, currency: str
+) -> str | None:
+    """Why this payment's money must go back, or None when it paid the order."""
+    if settlement.outcome is Settled.REFUND:
+        return f"paid while the order was {settlement.status}: no stock to sell it again"
+    if settlement.outcome is Settled.MISMATCH:
+        return (
+            f"paid {amount} {currency.upper()} for an order of {payment.amount} {payment.currency}"
+        )
+    if settlement.outcome is Settled.ALREADY_PAID and settlement.paid_with != (
         payment.provider,
         payment.intent_id,
-    )
+    ):
+        return "a second payment for an order that was paid already"
+    return None
 
 
-async def apply_failure(services: Services, payment: Payment, reason: str) -> WebhookResult:
+async def apply_failure(
+    services: Services, payment: Payment, reason: str, *, event: EventRef | None = None
+) -> WebhookResult:
     """A declined attempt: the order stays PAYMENT_PENDING with order.payment_failed. A
-    failure reported after the payment succeeded (out of order) changes nothing."""
-    if PaymentStatus(payment.status) not in OPEN_PAYMENT:
+    failure reported after the payment succeeded (out of order) changes nothing. One
+    transaction, with the event's record. Raises DuplicateEvent if it was applied."""
+    open_payment = PaymentStatus(payment.status) in OPEN_PAYMENT
+
+    async def before_commit(session: AsyncSession) -> None:
+        if event is not None and not await repo.record_event(session, *event):
+            raise DuplicateEvent(event[1])
+        if open_payment:
+            await repo.set_payment_status(session, payment.id, PaymentStatus.FAILED)
+
+    if not open_payment:
+        async with services.sessionmaker() as session, session.begin():
+            await before_commit(session)
         log.info("payment_failure_ignored", order_id=str(payment.order_id), status=payment.status)
         return WebhookResult.STALE
-    reported = await record_payment_failure(services, payment.order_id, reason)
-    async with services.sessionmaker() as session, session.begin():
-        await repo.set_payment_status(session, payment.id, PaymentStatus.FAILED)
+    reported = await record_payment_failure(
+        services, payment.order_id, reason, before_commit=before_commit
+    )
     if not reported:
         return WebhookResult.STALE
     log.info("payment_declined", order_id=str(payment.order_id))
@@ -243,11 +276,12 @@ async def handle_webhook(
     """Verify, then apply a provider event once.
 
     The signature is checked on the raw body before anything else (BadRequest, nothing
-    changed). Each (provider, event id) is applied once: a duplicate answers DUPLICATE
-    and changes nothing; the same event arriving while it is being applied gets Conflict
-    (the provider retries). The event is recorded as processed only after its effect,
-    and every effect is idempotent, so a crash in between is repaired by the retry.
-    Events for intents we never created change nothing (logged, acknowledged).
+    changed). Each (provider, event id) is applied once: the event is recorded as
+    processed in the very transaction that applies it, so a duplicate (even one arriving
+    while the first is being applied: it waits on the record's key) answers DUPLICATE and
+    changes nothing, and a crash before that commit leaves the event unapplied for the
+    provider's retry. Events for intents we never created change nothing (logged,
+    acknowledged).
     """
     try:
         provider = get_provider(services, provider_name)
@@ -262,39 +296,28 @@ async def handle_webhook(
     structlog.contextvars.bind_contextvars(
         provider=provider.name, event_id=event.event_id, event_type=event.event_type
     )
-    result = await _handle_verified(services, provider, event)
+    try:
+        result = await _apply_once(services, provider, event)
+    except DuplicateEvent:
+        result = WebhookResult.DUPLICATE
     WEBHOOKS.labels(provider.name, result.value).inc()
     log.info("webhook_handled", result=result.value)
     return result
 
 
-async def _handle_verified(
-    services: Services, provider: PaymentProvider, event: WebhookEvent
-) -> WebhookResult:
-    if event.kind is EventKind.OTHER:
-        async with services.sessionmaker() as session, session.begin():
-            fresh = await repo.record_event(
-                session, provider.name, event.event_id, event.event_type
-            )
-        return WebhookResult.IGNORED if fresh else WebhookResult.DUPLICATE
-    key = f"webhook:inflight:{provider.name}:{event.event_id}"
-    token = secrets.token_hex(8)
-    if not await services.redis.set(key, token, nx=True, px=_INFLIGHT_MS):
-        raise Conflict("This event is being processed; retry later")
-    try:
-        return await _apply_once(services, provider, event)
-    finally:
-        await services.scripts.run("lock_release", [key], [token])
-
-
 async def _apply_once(
     services: Services, provider: PaymentProvider, event: WebhookEvent
 ) -> WebhookResult:
+    ref: EventRef = (provider.name, event.event_id, event.event_type)
+    if event.kind is EventKind.OTHER:
+        async with services.autocommit.connect() as conn:
+            fresh = await repo.record_event(conn, *ref)
+        return WebhookResult.IGNORED if fresh else WebhookResult.DUPLICATE
     assert event.intent_id is not None
-    async with services.sessionmaker() as session:
-        if await repo.event_processed(session, provider.name, event.event_id):
-            return WebhookResult.DUPLICATE
-        payment = await repo.payment_by_intent(session, provider.name, event.intent_id)
+    async with services.autocommit.connect() as conn:
+        payment, processed = await repo.payment_for_event(conn, ref, event.intent_id)
+    if processed:
+        return WebhookResult.DUPLICATE
     if payment is None:
         # Not ours (or not yet recorded): acknowledge so the provider stops, change nothing.
         log.warning("webhook_unknown_intent", intent_id=event.intent_id)
@@ -305,10 +328,5 @@ async def _apply_once(
         return WebhookResult.IGNORED
     if event.kind is EventKind.SUCCEEDED:
         assert event.amount is not None and event.currency is not None
-        result = await apply_success(services, payment, event.amount, event.currency)
-    else:
-        result = await apply_failure(services, payment, event.failure_reason or "declined")
-    faults.crash_point("payment:webhook-before-record")
-    async with services.sessionmaker() as session, session.begin():
-        await repo.record_event(session, provider.name, event.event_id, event.event_type)
-    return result
+        return await apply_success(services, payment, event.amount, event.currency, event=ref)
+    return await apply_failure(services, payment, event.failure_reason or "declined", event=ref)

@@ -1,4 +1,4 @@
-"""fenced stock holds, ordered outbox, notification leases, restocks, stock audits
+"""fenced stock holds, ordered outbox, an email outbox, restocks, stock audits
 
 Revision ID: 0003
 Revises: 0002
@@ -39,16 +39,49 @@ def upgrade() -> None:
         postgresql_where=sa.text("sent_at IS NULL"),
     )
 
+    # Emails become a transactional outbox of their own: a row per owed email, written
+    # with its event, claimed under a lease by the notifier, marked sent after the send.
+    op.rename_table("sent_notifications", "notifications")
+    op.execute(
+        "ALTER TABLE notifications RENAME CONSTRAINT pk_sent_notifications TO pk_notifications"
+    )
+    op.add_column("notifications", sa.Column("user_id", sa.Uuid(), nullable=True))
     op.add_column(
-        "sent_notifications",
+        "notifications",
         sa.Column(
-            "claimed_at",
+            "created_at",
             sa.DateTime(timezone=True),
             server_default=sa.text("now()"),
             nullable=False,
         ),
     )
-    op.alter_column("sent_notifications", "sent_at", nullable=True, server_default=None)
+    op.add_column(
+        "notifications", sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True)
+    )
+    op.add_column(
+        "notifications",
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+    )
+    op.add_column(
+        "notifications",
+        sa.Column(
+            "next_attempt_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+    )
+    op.add_column("notifications", sa.Column("last_error", sa.Text(), nullable=True))
+    op.alter_column("notifications", "recipient", nullable=True)
+    op.alter_column("notifications", "sent_at", nullable=True, server_default=None)
+    op.execute("UPDATE notifications SET created_at = sent_at, claimed_at = sent_at")
+    op.create_index(
+        "ix_notifications_due",
+        "notifications",
+        ["next_attempt_at"],
+        unique=False,
+        postgresql_where=sa.text("sent_at IS NULL"),
+    )
 
     op.create_table(
         "restocks",
@@ -101,11 +134,18 @@ def downgrade() -> None:
     op.drop_table("stock_audits")
     op.drop_index(op.f("ix_restocks_book_id"), table_name="restocks")
     op.drop_table("restocks")
-    op.execute("UPDATE sent_notifications SET sent_at = claimed_at WHERE sent_at IS NULL")
-    op.alter_column(
-        "sent_notifications", "sent_at", nullable=False, server_default=sa.text("now()")
+    op.drop_index("ix_notifications_due", table_name="notifications")
+    op.execute("DELETE FROM notifications WHERE sent_at IS NULL")
+    op.execute("UPDATE notifications SET recipient = '' WHERE recipient IS NULL")
+    op.alter_column("notifications", "recipient", nullable=False)
+    op.alter_column("notifications", "sent_at", nullable=False, server_default=sa.text("now()"))
+    for column in ("last_error", "next_attempt_at", "attempts", "claimed_at", "created_at"):
+        op.drop_column("notifications", column)
+    op.drop_column("notifications", "user_id")
+    op.execute(
+        "ALTER TABLE notifications RENAME CONSTRAINT pk_notifications TO pk_sent_notifications"
     )
-    op.drop_column("sent_notifications", "claimed_at")
+    op.rename_table("notifications", "sent_notifications")
     op.drop_index("ix_outbox_order_unsent", table_name="outbox_events")
     op.drop_column("outbox_events", "seq")
     op.drop_column("payments", "review_reason")
