@@ -7,7 +7,7 @@ How the async code is driven. Hypothesis's `RuleBasedStateMachine` is synchronou
 rules cannot be coroutines, and a rule cannot block on the pytest-asyncio loop while it is
 running. So the test itself is a plain (synchronous) test: it starts one private event
 loop in a background thread, builds its own `Services` on that loop from the test's
-`settings` (no-op Socket.IO emit, no API, no worker), and every rule and invariant hands
+`settings` (no API, no worker), and every rule and invariant hands
 one coroutine to that loop with `asyncio.run_coroutine_threadsafe(...).result()`. Steps
 therefore run strictly one after another, each against the real code, and no client is
 shared between two loops (the `services` fixture's clients belong to the session loop,
@@ -160,12 +160,8 @@ class LoopThread:
         self.loop.close()
 
 
-async def _no_emit(event: str, data: Any, room: str) -> None:
-    return None
-
-
 async def _build_services(settings: Settings) -> Services:
-    return Services.create(settings, _no_emit, pool_size=4)
+    return Services.create(settings, pool_size=4)
 
 
 @dataclass(eq=False)

@@ -186,12 +186,6 @@ async def test_partial_reconcile_leaves_a_hold_whose_release_is_on_its_way(
     assert (await services.inventory.reconcile()).corrected == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: stock_reconcile.lua counts REFUND_PENDING/REFUNDED as sold, so a "
-    "partial reconcile 'converts' a refunded order's stuck hold and never gives its units "
-    "back to the counters of its books outside the scope (low until the next full audit)",
-)
 async def test_partial_reconcile_releases_the_stuck_hold_of_a_refunded_order(
     client: httpx.AsyncClient, services: Services
 ) -> None:
