@@ -78,6 +78,12 @@ async def test_admin_sees_orders_restocks_and_retries_a_dead_letter(
     await expect(row.locator(".available")).to_have_text("5")
     await expect(page.locator("#status")).to_contain_text("Restocked “Scarce Verses”")
 
+    # -- the stock audit (the worker may have run one already), run from the page: no drift
+    await page.get_by_role("button", name="Audit now").click()
+    await expect(page.locator("#audit-summary")).to_contain_text("no drift")
+    await expect(page.locator("#status")).to_contain_text("Audit found no drift.")
+    await expect(page.locator("#review-empty")).to_be_visible()
+
     # -- the dead letter, retried back onto its queue
     dlq = page.locator("#admin-dlq")
     await expect(dlq.locator("tbody tr")).to_have_count(1)

@@ -1,4 +1,5 @@
-// The operator page: orders by status, stock per book with restock, dead letters with retry.
+// The operator page: orders by status, stock per book with restock, the stock audit, the
+// payments given back, dead letters with retry.
 import {
   $,
   api,
@@ -189,6 +190,94 @@ live.on("stock:update", ({ bookId, available }) => {
 });
 live.on("order.*", () => loadOrders());
 
+// ------------------------------------------------------------------ stock audit
+
+function showAudit(audit) {
+  const box = $("#admin-audit");
+  if (!audit) {
+    box.replaceChildren(h("p", { class: "muted", id: "audit-none" }, "No audit has run yet."));
+    return;
+  }
+  const summary = h(
+    "p",
+    { id: "audit-summary" },
+    `Last audit ${formatDateTime(audit.finishedAt)}: ${audit.booksChecked} books and `,
+    `${audit.holdsChecked} holds checked, `,
+    audit.driftUnits
+      ? h("strong", {}, `${audit.driftUnits} units of drift repaired`)
+      : "no drift",
+    audit.holdsRepaired.length ? `, ${audit.holdsRepaired.length} holds repaired.` : ".",
+  );
+  if (!audit.corrections.length) {
+    box.replaceChildren(summary);
+    return;
+  }
+  box.replaceChildren(
+    summary,
+    table(
+      "Counters the audit corrected",
+      ["Book", "Counter was", "Now"],
+      audit.corrections.map((c) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, state.books.get(c.bookId)?.title ?? shortId(c.bookId)),
+          h("td", {}, String(c.before)),
+          h("td", {}, String(c.after)),
+        ),
+      ),
+    ),
+  );
+}
+
+async function loadAudit() {
+  const result = await api("GET", "/admin/stock-audit");
+  if (!result.ok) return showAlert(`Could not load the stock audit: ${result.message}`);
+  showAudit(result.data);
+}
+
+$("#audit-run").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  button.disabled = true;
+  clearAlert();
+  const result = await api("POST", "/admin/stock-audit");
+  button.disabled = false;
+  if (!result.ok) return showAlert(result.message);
+  showAudit(result.data);
+  say(result.data.driftUnits ? `Audit repaired ${result.data.driftUnits} units.` : "Audit found no drift.");
+});
+
+// ------------------------------------------------------------------ payments given back
+
+async function loadReview() {
+  const result = await api("GET", "/admin/payments/review?pageSize=50");
+  if (!result.ok) return showAlert(`Could not load the payments given back: ${result.message}`);
+  const box = $("#admin-review");
+  const { items, total } = result.data;
+  if (!items.length) {
+    box.replaceChildren(h("p", { class: "muted", id: "review-empty" }, "None: every payment paid its order."));
+    return;
+  }
+  box.replaceChildren(
+    table(
+      `Payments given back (${total})`,
+      ["Order", "Customer", "Amount", "Why", "Refund", "When"],
+      items.map((p) =>
+        h(
+          "tr",
+          { dataset: { paymentId: p.paymentId } },
+          h("td", {}, h("code", {}, shortId(p.orderId))),
+          h("td", {}, p.customer),
+          h("td", {}, money(p.amount, p.currency)),
+          h("td", { class: "reason" }, p.reason || ""),
+          h("td", {}, p.status === "refunded" ? `Refunded (${p.refundId})` : "Being refunded"),
+          h("td", {}, formatDateTime(p.updatedAt)),
+        ),
+      ),
+    ),
+  );
+}
+
 // ------------------------------------------------------------------ dead letters
 
 async function loadDeadLetters() {
@@ -266,6 +355,7 @@ if (!user || user.role !== "admin") {
   for (const status of STATUSES) select.append(h("option", { value: status }, statusLabel(status)));
   const initial = new URLSearchParams(location.search).get("status");
   if (initial && STATUSES.includes(initial)) select.value = initial;
-  await Promise.all([loadOrders(), loadStock(), loadDeadLetters()]);
+  await Promise.all([loadOrders(), loadStock(), loadDeadLetters(), loadReview()]);
+  await loadAudit(); // after the stock, to name the books it corrected
   document.body.dataset.ready = "true";
 }
