@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +13,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bookbazar import pg
 
 log = structlog.get_logger(__name__)
 
@@ -147,17 +150,18 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, on_app_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    for exc_type in (
+    unavailable: tuple[type[Exception], ...] = (
         RedisConnectionError,
         RedisTimeoutError,
         OperationalError,
         InterfaceError,
-        ConnectionError,
-        OSError,
-    ):
+        *pg.UNAVAILABLE,
+    )
+    for exc_type in unavailable:
         app.add_exception_handler(exc_type, on_unavailable)
     app.add_exception_handler(IntegrityError, on_integrity_error)
     app.add_exception_handler(DBAPIError, on_db_error)
+    app.add_exception_handler(asyncpg.PostgresError, on_pg_error)
     app.add_exception_handler(Exception, on_unexpected)
 
 
@@ -174,6 +178,22 @@ async def on_integrity_error(request: Request, exc: Exception) -> JSONResponse:
 
 # SQLSTATEs of text PostgreSQL cannot store (the NUL character, U+0000, in text or JSON).
 _UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
+
+
+async def on_pg_error(request: Request, exc: Exception) -> JSONResponse:
+    """The same answers as `on_integrity_error` and `on_db_error`, for statements run on
+    the asyncpg pool (bookbazar/pg.py)."""
+    assert isinstance(exc, asyncpg.PostgresError)
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        log.warning("integrity_conflict", path=request.url.path, constraint=exc.constraint_name)
+        return error_response(409, "The request conflicts with the current state, please retry")
+    if exc.sqlstate in _UNSTORABLE_TEXT:
+        log.info("unstorable_text_refused", path=request.url.path)
+        return error_response(
+            422, "Invalid request: text must not contain the NUL character (U+0000)"
+        )
+    log.exception("database_error", path=request.url.path)
+    return error_response(500, "Internal server error")
 
 
 async def on_db_error(request: Request, exc: Exception) -> JSONResponse:

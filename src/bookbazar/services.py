@@ -16,6 +16,7 @@ from bookbazar.db import create_engine, create_sessionmaker
 from bookbazar.inventory.service import Inventory
 from bookbazar.kit.queues import Queues
 from bookbazar.lua import Scripts
+from bookbazar.pg import Pg
 from bookbazar.realtime.emitter import Emitter
 from bookbazar.redis import create_redis
 
@@ -24,13 +25,12 @@ from bookbazar.redis import create_redis
 class Services:
     settings: Settings
     engine: AsyncEngine
-    # The same pool, each statement its own transaction: one round trip for a write that
-    # is a single statement.
-    autocommit: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     # A separate small pool for stock reconciliation, which request code may need while
     # its own session holds a connection: sharing one pool could deadlock under load.
     maintenance_engine: AsyncEngine
+    # The order flow's statements, written as SQL on a plain asyncpg pool (bookbazar/pg.py).
+    pg: Pg
     redis: Redis
     scripts: Scripts
     inventory: Inventory
@@ -54,9 +54,9 @@ class Services:
         return cls(
             settings=settings,
             engine=engine,
-            autocommit=engine.execution_options(isolation_level="AUTOCOMMIT"),
             sessionmaker=sessionmaker,
             maintenance_engine=maintenance_engine,
+            pg=Pg(database_url, max_size=pool_size),
             redis=redis,
             scripts=scripts,
             inventory=Inventory(
@@ -78,6 +78,7 @@ class Services:
             await client.aclose()
         await self.http.aclose()
         await self.redis.aclose()
+        await self.pg.close()
         await self.engine.dispose()
         await self.maintenance_engine.dispose()
 

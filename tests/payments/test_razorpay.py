@@ -98,17 +98,16 @@ async def _razorpay_payment(
     """An order awaiting payment with a Razorpay order created through the SDK."""
     _, _, order_id = await placed_order(client, services, price=price)
     intent = await provider(stub).create_intent(PaymentRequest(uuid.UUID(order_id), price, "INR"))
-    async with services.sessionmaker() as session, session.begin():
-        await repo.insert_payment(
-            session,
-            order_id=uuid.UUID(order_id),
-            provider="razorpay",
-            intent_id=intent.intent_id,
-            client_secret=intent.client_secret,
-            redirect_url=intent.redirect_url,
-            amount=price,
-            currency="INR",
-        )
+    await repo.insert_payment(
+        services.pg,
+        order_id=uuid.UUID(order_id),
+        provider="razorpay",
+        intent_id=intent.intent_id,
+        client_secret=intent.client_secret,
+        redirect_url=intent.redirect_url,
+        amount=price,
+        currency="INR",
+    )
     return order_id, intent.intent_id
 
 

@@ -190,17 +190,16 @@ async def test_a_second_payment_for_a_paid_order_is_refunded_not_kept(
     user, _, order_id = await placed_order(client, services)
     stripe_intent = (await init_payment(client, user, order_id)).json()["data"]["paymentIntentId"]
     # The buyer also paid through the sandbox (e.g. the provider was switched meanwhile).
-    async with services.sessionmaker() as session, session.begin():
-        await repo.insert_payment(
-            session,
-            order_id=uuid.UUID(order_id),
-            provider="sandbox",
-            intent_id="pi_sb_other",
-            client_secret=None,
-            redirect_url=None,
-            amount=49_900,
-            currency="INR",
-        )
+    await repo.insert_payment(
+        services.pg,
+        order_id=uuid.UUID(order_id),
+        provider="sandbox",
+        intent_id="pi_sb_other",
+        client_secret=None,
+        redirect_url=None,
+        amount=49_900,
+        currency="INR",
+    )
     assert (await pay(client, order_id, "pi_sb_other")).json()["data"]["result"] == "paid"
     payload = stripe_event(stripe_intent, order_id, 49_900)
     resp = await post_event(client, payload, stripe_signed(payload), "/api/v1/payments/webhook")

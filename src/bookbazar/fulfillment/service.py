@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.fulfillment import repository as repo
 from bookbazar.fulfillment.carriers import Carrier, default_carrier
 from bookbazar.kit.clock import utcnow
 from bookbazar.models import OrderStatus as S
 from bookbazar.orders.state import EVENT_FOR
-from bookbazar.outbox.store import add_order_event
+from bookbazar.outbox.store import OrderEvent, add_order_events
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
@@ -77,17 +76,16 @@ async def advance(
 
 async def _start(services: Services, only: Sequence[uuid.UUID] | None) -> list[uuid.UUID]:
     """PAID -> FULFILLING (order.fulfilling)."""
-    async with services.sessionmaker() as session, session.begin():
+    async with services.pg.tx() as conn:
         moved = await repo.move_batch(
-            session,
+            conn,
             source=S.PAID.value,
             target=S.FULFILLING.value,
             before=utcnow(),
             limit=BATCH,
             only=only,
         )
-        for order in moved:
-            await _event(session, order, S.FULFILLING, {})
+        await add_order_events(conn, [_event(order, S.FULFILLING, {}) for order in moved])
     return [o.order_id for o in moved]
 
 
@@ -97,8 +95,7 @@ async def _ship(
     """FULFILLING -> SHIPPED: book each shipment with the carrier (outside any
     transaction; keyed by the order, so a retry gets the same label), then record them
     and move the orders in one transaction, the tracking number in order.shipped."""
-    async with services.sessionmaker() as session:
-        due = await repo.due_for_shipping(session, before, BATCH, only)
+    due = await repo.due_for_shipping(services.pg, before, BATCH, only)
     labels: list[tuple[uuid.UUID, str, str]] = []
     for order_id, address in due:
         try:
@@ -109,21 +106,30 @@ async def _ship(
         labels.append((order_id, label.carrier, label.tracking_number))
     if not labels:
         return []
-    async with services.sessionmaker() as session, session.begin():
-        stored = await repo.record_shipments(session, labels)
+    async with services.pg.tx() as conn:
+        stored = await repo.record_shipments(conn, labels)
         moved = await repo.move_batch(
-            session,
+            conn,
             source=S.FULFILLING.value,
             target=S.SHIPPED.value,
             before=utcnow(),
             limit=BATCH,
             only=[o for o, _, _ in labels],
         )
-        for order in moved:
-            carrier_name, tracking = stored[order.order_id]
-            await _event(
-                session, order, S.SHIPPED, {"carrier": carrier_name, "trackingNumber": tracking}
-            )
+        await add_order_events(
+            conn,
+            [
+                _event(
+                    order,
+                    S.SHIPPED,
+                    {
+                        "carrier": stored[order.order_id][0],
+                        "trackingNumber": stored[order.order_id][1],
+                    },
+                )
+                for order in moved
+            ],
+        )
     return [o.order_id for o in moved]
 
 
@@ -131,9 +137,9 @@ async def _deliver(
     services: Services, before: datetime, only: Sequence[uuid.UUID] | None
 ) -> list[uuid.UUID]:
     """SHIPPED -> DELIVERED (order.delivered), the shipment's delivered_at set with it."""
-    async with services.sessionmaker() as session, session.begin():
+    async with services.pg.tx() as conn:
         moved = await repo.move_batch(
-            session,
+            conn,
             source=S.SHIPPED.value,
             target=S.DELIVERED.value,
             before=before,
@@ -142,24 +148,29 @@ async def _deliver(
         )
         if not moved:
             return []
-        shipments = await repo.shipments_of(session, [o.order_id for o in moved])
-        await repo.mark_delivered(session, [o.order_id for o in moved])
-        for order in moved:
-            tracking = shipments.get(order.order_id, ("", None))[1]
-            await _event(session, order, S.DELIVERED, {"trackingNumber": tracking})
+        shipments = await repo.shipments_of(conn, [o.order_id for o in moved])
+        await repo.mark_delivered(conn, [o.order_id for o in moved])
+        await add_order_events(
+            conn,
+            [
+                _event(
+                    order,
+                    S.DELIVERED,
+                    {"trackingNumber": shipments.get(order.order_id, ("", None))[1]},
+                )
+                for order in moved
+            ],
+        )
     return [o.order_id for o in moved]
 
 
-async def _event(
-    session: AsyncSession, order: repo.Moved, status: S, data: dict[str, object]
-) -> None:
-    await add_order_event(
-        session,
+def _event(order: repo.Moved, status: S, data: dict[str, object]) -> OrderEvent:
+    return OrderEvent(
         EVENT_FOR[status],
-        order_id=order.order_id,
-        user_id=order.user_id,
-        status=status.value,
-        total=order.total,
-        currency=order.currency,
-        data=data,
+        order.order_id,
+        order.user_id,
+        status.value,
+        order.total,
+        order.currency,
+        data,
     )

@@ -3,9 +3,9 @@
 The row owing an email is written in the same transaction as its event (outbox/store.py),
 so no email is lost with a job or a crash. The notifier (`send_due`, a tick under the
 worker lease) claims due rows under a lease, sends them over the process's one SMTP
-connection, and marks them sent. If a sender dies before sending, its claim's lease runs
-out and the next round sends; if it dies after the send but before marking it (one
-database round trip), the next round sends again: the copies share one Message-ID,
+connection, and marks the batch sent (one statement). If a sender dies before sending,
+its claim's lease runs out and the next round sends; if it dies after a send but before
+its batch is marked, the next round sends those again: the copies share one Message-ID,
 derived from the event, so mail clients show one message. A failed send is retried with
 backoff (capped at an hour), and keeps being retried.
 """
@@ -50,21 +50,25 @@ async def send_due(services: Services) -> int:
 
 async def _send_batch(services: Services) -> int:
     lease = services.settings.notify_claim_lease_seconds
-    async with services.sessionmaker() as session, session.begin():
-        claimed = await repo.claim_due(session, lease, BATCH)
+    claimed = await repo.claim_due(services.pg, lease, BATCH)
     if not claimed:
         return 0
     faults.crash_point("notify:after-claim")
-    async with services.sessionmaker() as session:
-        contexts = await repo.contexts(session, [c.event_id for c in claimed])
-        confirmations = {
-            uuid.UUID(str(contexts[c.event_id].event["orderId"]))
-            for c in claimed
-            if c.kind == "confirmation" and c.event_id in contexts
-        }
-        lines = await repo.order_lines(session, list(confirmations))
-    for item in claimed:
-        await _send_one(services, item, contexts.get(item.event_id), lines)
+    contexts = await repo.contexts(services.pg, [c.event_id for c in claimed])
+    confirmations = {
+        uuid.UUID(str(contexts[c.event_id].event["orderId"]))
+        for c in claimed
+        if c.kind == "confirmation" and c.event_id in contexts
+    }
+    lines = await repo.order_lines(services.pg, list(confirmations))
+    sent: list[tuple[uuid.UUID, str, str | None]] = []
+    try:
+        for item in claimed:
+            done, recipient = await _send_one(services, item, contexts.get(item.event_id), lines)
+            if done:
+                sent.append((item.event_id, item.kind, recipient))
+    finally:
+        await repo.mark_sent(services.pg, sent)
     return len(claimed)
 
 
@@ -73,7 +77,9 @@ async def _send_one(
     item: repo.Claimed,
     context: repo.EventContext | None,
     lines: dict[uuid.UUID, list[tuple[str, int, int]]],
-) -> None:
+) -> tuple[bool, str | None]:
+    """Send one email: (True, its recipient, None if it has none and nothing was sent),
+    or (False, None) if the send failed (the claim is given back with a backoff)."""
     event = context.event if context is not None else {}
     structlog.contextvars.bind_contextvars(order_id=event.get("orderId"), notification=item.kind)
     try:
@@ -98,18 +104,13 @@ async def _send_one(
             faults.crash_point("notify:after-send")
             recipient = context.email
             log.info("notification_sent" if sent else "notification_logged")
-        async with services.sessionmaker() as session, session.begin():
-            await repo.mark_sent(session, item.event_id, item.kind, recipient)
+        return True, recipient
     except Exception as exc:
         backoff = min(MAX_BACKOFF_SECONDS, 2 ** min(item.attempts, 12))
         log.warning("notification_failed", error=repr(exc), retry_in=backoff)
-        async with services.sessionmaker() as session, session.begin():
-            await repo.mark_failed(
-                session,
-                item.event_id,
-                item.kind,
-                repr(exc),
-                utcnow() + timedelta(seconds=backoff),
-            )
+        await repo.mark_failed(
+            services.pg, item.event_id, item.kind, repr(exc), utcnow() + timedelta(seconds=backoff)
+        )
+        return False, None
     finally:
         structlog.contextvars.unbind_contextvars("order_id", "notification")

@@ -213,8 +213,7 @@ async def _place(
         answer_expires_at=now + timedelta(seconds=settings.idempotency_ttl_seconds),
     )
     try:
-        async with services.autocommit.connect() as conn:
-            inserted = await repo.insert_placed_order(conn, new_order)
+        inserted = await repo.insert_placed_order(services.pg, new_order)
     except BaseException:
         # Nothing was stored: give the units back now rather than after the grace period.
         with contextlib.suppress(Exception):
@@ -302,7 +301,7 @@ async def _replay_from_database(
         else:
             data = await load_presented(session, order)
             placed = PlacedOrder(201, envelope(data, "Order placed", 201), replayed=True)
-        lines = await repo.lines_of(session, order.id) if order is not None else []
+    lines = await repo.lines_of(services.pg, order.id) if order is not None else []
     if order is not None and order.cart_version is not None and lines:
         await _clear_cart(services, user_id, order.id, order.cart_version, [b for b, _ in lines])
     return placed
@@ -316,7 +315,7 @@ async def replay_clears_cart(services: Services, user_id: uuid.UUID, body: dict[
         return
     async with services.sessionmaker() as session:
         order = await repo.get_order(session, uuid.UUID(order_id), user_id)
-        lines = await repo.lines_of(session, order.id) if order is not None else []
+    lines = await repo.lines_of(services.pg, order.id) if order is not None else []
     if order is not None and order.cart_version is not None and lines:
         await _clear_cart(services, user_id, order.id, order.cart_version, [b for b, _ in lines])
 

@@ -1,20 +1,24 @@
-"""All SQL of the orders domain."""
+"""All SQL of the orders domain.
+
+The statements of the order flow (placement, settlement, expiry, cancel) run on the
+asyncpg pool (`Executor`: bookbazar/pg.py); reads for pages and rare repairs use the
+SQLAlchemy session."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.models import IdempotencyRecord, Order, OrderItem, OrderStatus, Payment
+from bookbazar.pg import Executor
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,75 +45,65 @@ class NewOrder:
     answer_expires_at: datetime
 
 
-_INSERT_PLACED = text(
-    """
-    WITH new_order AS (
-      INSERT INTO orders (id, user_id, status, total, currency, idempotency_key,
-                          shipping_address, expires_at, hold_token, cart_version,
-                          created_at, updated_at)
-      VALUES (:order_id, :user_id, 'PAYMENT_PENDING', :total, :currency, :key,
-              CAST(:address AS jsonb), :expires_at, :hold_token, :cart_version,
-              :created_at, :created_at)
-      ON CONFLICT ON CONSTRAINT uq_orders_user_idempotency_key DO NOTHING
-      RETURNING id
-    ), items AS (
-      INSERT INTO order_items (order_id, book_id, title, price, quantity)
-      SELECT new_order.id, l.book_id, l.title, l.price, l.quantity
-      FROM new_order,
-           unnest(CAST(:book_ids AS uuid[]), CAST(:titles AS text[]),
-                  CAST(:prices AS bigint[]), CAST(:quantities AS integer[]))
-             WITH ORDINALITY AS l(book_id, title, price, quantity, n)
-      ORDER BY l.n
-    ), event AS (
-      INSERT INTO outbox_events (id, type, order_id, user_id, payload, attempts,
-                                 next_attempt_at, created_at)
-      SELECT :event_id, 'order.created', new_order.id, :user_id, CAST(:event AS jsonb), 0,
-             :created_at, :created_at
-      FROM new_order
-    ), answer AS (
-      INSERT INTO idempotency_records (user_id, key, request_hash, response_status,
-                                       response_body, created_at, expires_at)
-      SELECT :user_id, :key, :request_hash, 201, CAST(:response AS jsonb), :created_at,
-             :answer_expires_at
-      FROM new_order
-      ON CONFLICT DO NOTHING
-    )
-    SELECT id FROM new_order
-    """
+_INSERT_PLACED = """
+WITH new_order AS (
+  INSERT INTO orders (id, user_id, status, total, currency, idempotency_key,
+                      shipping_address, expires_at, hold_token, cart_version,
+                      created_at, updated_at)
+  VALUES ($1, $2, 'PAYMENT_PENDING', $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $10)
+  ON CONFLICT ON CONSTRAINT uq_orders_user_idempotency_key DO NOTHING
+  RETURNING id
+), items AS (
+  INSERT INTO order_items (order_id, book_id, title, price, quantity)
+  SELECT new_order.id, l.book_id, l.title, l.price, l.quantity
+  FROM new_order,
+       unnest($11::uuid[], $12::text[], $13::bigint[], $14::integer[])
+         WITH ORDINALITY AS l(book_id, title, price, quantity, n)
+  ORDER BY l.n
+), event AS (
+  INSERT INTO outbox_events (id, type, order_id, user_id, payload, attempts,
+                             next_attempt_at, created_at)
+  SELECT $15, 'order.created', new_order.id, $2, $16::jsonb, 0, $10, $10
+  FROM new_order
+), answer AS (
+  INSERT INTO idempotency_records (user_id, key, request_hash, response_status,
+                                   response_body, created_at, expires_at)
+  SELECT $2, $5, $17, 201, $18::jsonb, $10, $19
+  FROM new_order
+  ON CONFLICT DO NOTHING
 )
+SELECT id FROM new_order
+"""
 
 
-async def insert_placed_order(conn: AsyncConnection, order: NewOrder) -> bool:
+async def insert_placed_order(db: Executor, order: NewOrder) -> bool:
     """Insert the order awaiting payment with its items, its `order.created` outbox
     event and its idempotent answer: one statement, so it is atomic on its own and costs
     one round trip. False if (user, key) was used already (the database's unique
     constraint is the last idempotency guard); then nothing was written."""
-    params = {
-        "order_id": order.order_id,
-        "user_id": order.user_id,
-        "total": order.total,
-        "currency": order.currency,
-        "key": order.key,
-        "address": None if order.shipping_address is None else _json(order.shipping_address),
-        "expires_at": order.expires_at,
-        "hold_token": order.hold_token,
-        "cart_version": order.cart_version,
-        "created_at": order.created_at,
-        "book_ids": [i[0] for i in order.items],
-        "titles": [i[1] for i in order.items],
-        "prices": [i[2] for i in order.items],
-        "quantities": [i[3] for i in order.items],
-        "event_id": order.event_id,
-        "event": _json(order.event),
-        "request_hash": order.request_hash,
-        "response": _json(order.response),
-        "answer_expires_at": order.answer_expires_at,
-    }
-    return (await conn.execute(_INSERT_PLACED, params)).first() is not None
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    inserted = await db.fetchval(
+        _INSERT_PLACED,
+        order.order_id,
+        order.user_id,
+        order.total,
+        order.currency,
+        order.key,
+        order.shipping_address,
+        order.expires_at,
+        order.hold_token,
+        order.cart_version,
+        order.created_at,
+        [i[0] for i in order.items],
+        [i[1] for i in order.items],
+        [i[2] for i in order.items],
+        [i[3] for i in order.items],
+        order.event_id,
+        order.event,
+        order.request_hash,
+        order.response,
+        order.answer_expires_at,
+    )
+    return inserted is not None
 
 
 async def order_by_key(session: AsyncSession, user_id: uuid.UUID, key: str) -> Order | None:
@@ -233,13 +227,6 @@ async def abandoned_pending(
     return list(rows.scalars())
 
 
-async def statuses(session: AsyncSession, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
-    if not order_ids:
-        return {}
-    rows = await session.execute(select(Order.id, Order.status).where(Order.id.in_(order_ids)))
-    return {r.id: r.status for r in rows}
-
-
 async def counts_by_status(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Order.status, func.count()).group_by(Order.status))
     return {str(row[0]): int(row[1]) for row in rows}
@@ -258,19 +245,18 @@ class DueOrder:
     expires_at: datetime
 
 
-async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[DueOrder]:
+async def claim_due(db: Executor, now: datetime, limit: int) -> list[DueOrder]:
     """Move up to `limit` orders awaiting payment whose deadline passed to EXPIRED, in the
     caller's transaction. Rows another transaction holds (a payment being settled) are
     skipped: the next run sees how that ended."""
-    rows = await session.execute(
-        text(
-            "WITH due AS (SELECT id FROM orders WHERE status = 'PAYMENT_PENDING' "
-            "AND expires_at <= :now ORDER BY expires_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
-            "UPDATE orders o SET status = 'EXPIRED', updated_at = now() FROM due "
-            "WHERE o.id = due.id "
-            "RETURNING o.id, o.user_id, o.total, o.currency, o.hold_token, o.expires_at"
-        ),
-        {"now": now, "limit": limit},
+    rows = await db.fetch(
+        "WITH due AS (SELECT id FROM orders WHERE status = 'PAYMENT_PENDING' "
+        "AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+        "UPDATE orders o SET status = 'EXPIRED', updated_at = now() FROM due "
+        "WHERE o.id = due.id "
+        "RETURNING o.id, o.user_id, o.total, o.currency, o.hold_token, o.expires_at",
+        now,
+        limit,
     )
     return [
         DueOrder(r.id, r.user_id, int(r.total), str(r.currency), str(r.hold_token), r.expires_at)
@@ -291,26 +277,14 @@ class LockedOrder:
     paid_with: tuple[str, str] | None = None
 
 
-async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> LockedOrder | None:
+async def lock_order(db: Executor, order_id: uuid.UUID) -> LockedOrder | None:
     """The order's row, locked FOR UPDATE until the caller's transaction ends: every path
     that decides what happens to an order's stock holds this lock (or updates the row)."""
-    row = (
-        await session.execute(
-            select(
-                Order.id,
-                Order.user_id,
-                Order.status,
-                Order.total,
-                Order.currency,
-                Order.hold_token,
-                Order.expires_at,
-                Order.payment_provider,
-                Order.payment_intent_id,
-            )
-            .where(Order.id == order_id)
-            .with_for_update()
-        )
-    ).one_or_none()
+    row = await db.fetchrow(
+        "SELECT id, user_id, status, total, currency, hold_token, expires_at, "
+        "payment_provider, payment_intent_id FROM orders WHERE id = $1 FOR UPDATE",
+        order_id,
+    )
     if row is None:
         return None
     return LockedOrder(
@@ -327,70 +301,85 @@ async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> LockedOrder 
     )
 
 
-async def lock_books_of(session: AsyncSession, order_id: uuid.UUID) -> None:
+async def lock_books_of(db: Executor, order_id: uuid.UUID) -> None:
     """Lock the order's books FOR UPDATE in id order (no deadlock with reconcile's FOR
     SHARE, which takes them in the same order)."""
-    await session.execute(
-        text(
-            "SELECT b.id FROM books b WHERE b.id IN "
-            "(SELECT book_id FROM order_items WHERE order_id = :o) ORDER BY b.id FOR UPDATE"
-        ),
-        {"o": order_id},
+    await db.execute(
+        "SELECT b.id FROM books b WHERE b.id IN "
+        "(SELECT book_id FROM order_items WHERE order_id = $1) ORDER BY b.id FOR UPDATE",
+        order_id,
     )
 
 
-async def decrement_on_hand(session: AsyncSession, order_id: uuid.UUID) -> None:
+async def decrement_on_hand(db: Executor, order_id: uuid.UUID) -> None:
     """Sold units leave the shelf; the CHECK (stock >= 0) is the last guard."""
-    await session.execute(
-        text(
-            "UPDATE books b SET stock = b.stock - t.units, updated_at = now() FROM "
-            "(SELECT book_id, SUM(quantity) AS units FROM order_items WHERE order_id = :o "
-            "GROUP BY book_id) t WHERE b.id = t.book_id"
-        ),
-        {"o": order_id},
+    await db.execute(
+        "UPDATE books b SET stock = b.stock - t.units, updated_at = now() FROM "
+        "(SELECT book_id, SUM(quantity) AS units FROM order_items WHERE order_id = $1 "
+        "GROUP BY book_id) t WHERE b.id = t.book_id",
+        order_id,
     )
 
 
-async def lines_of(session: AsyncSession, order_id: uuid.UUID) -> list[tuple[uuid.UUID, int]]:
-    rows = await session.execute(
-        select(OrderItem.book_id, OrderItem.quantity)
-        .where(OrderItem.order_id == order_id)
-        .order_by(OrderItem.id)
+async def lines_of(db: Executor, order_id: uuid.UUID) -> list[tuple[uuid.UUID, int]]:
+    rows = await db.fetch(
+        "SELECT book_id, quantity FROM order_items WHERE order_id = $1 ORDER BY id", order_id
     )
     return [(r.book_id, int(r.quantity)) for r in rows]
 
 
-async def flag_for_review(session: AsyncSession, order_id: uuid.UUID, reason: str) -> None:
-    await session.execute(
-        update(Order).where(Order.id == order_id).values(review_reason=reason[:500])
+async def status_of(
+    db: Executor, order_id: uuid.UUID, user_id: uuid.UUID | None = None
+) -> str | None:
+    """The order's status (None for an unknown order, or another user's when `user_id`
+    is given)."""
+    status = await db.fetchval(
+        "SELECT status FROM orders WHERE id = $1 AND ($2::uuid IS NULL OR user_id = $2)",
+        order_id,
+        user_id,
     )
+    return None if status is None else str(status)
+
+
+async def refundable_through(db: Executor, order_id: uuid.UUID) -> tuple[str, str] | None:
+    """The payment (provider, intent id) a REFUND_PENDING or REFUNDED order is being
+    refunded through, else None."""
+    row = await db.fetchrow(
+        "SELECT payment_provider, payment_intent_id FROM orders WHERE id = $1 "
+        "AND status IN ('REFUND_PENDING', 'REFUNDED')",
+        order_id,
+    )
+    if row is None or row.payment_provider is None or row.payment_intent_id is None:
+        return None
+    return str(row.payment_provider), str(row.payment_intent_id)
+
+
+async def flag_for_review(db: Executor, order_id: uuid.UUID, reason: str) -> None:
+    await db.execute("UPDATE orders SET review_reason = $2 WHERE id = $1", order_id, reason[:500])
 
 
 async def extend_deadline(
-    session: AsyncSession, order_id: uuid.UUID, *, target: datetime, cap_seconds: int
+    db: Executor, order_id: uuid.UUID, *, target: datetime, cap_seconds: int
 ) -> datetime | None:
     """Move an order's deadline to `target`, but never past `created_at + cap_seconds`,
     if it is awaiting payment. Returns the deadline it has now, or None if the order is not
-    awaiting payment."""
-    cap = timedelta(seconds=cap_seconds)
-    moved = (
-        await session.execute(
-            update(Order)
-            .where(
-                Order.id == order_id,
-                Order.status == OrderStatus.PAYMENT_PENDING.value,
-                Order.expires_at < func.least(target, Order.created_at + cap),
-            )
-            .values(expires_at=func.least(target, Order.created_at + cap))
-            .returning(Order.expires_at)
-        )
-    ).scalar_one_or_none()
-    if moved is not None:
-        return moved
-    current = (
-        await session.execute(select(Order.status, Order.expires_at).where(Order.id == order_id))
-    ).one_or_none()
-    if current is None or current.status != OrderStatus.PAYMENT_PENDING.value:
+    awaiting payment. One statement."""
+    row = await db.fetchrow(
+        "WITH moved AS (UPDATE orders SET expires_at = least($2, created_at + $3::interval) "
+        "WHERE id = $1 AND status = 'PAYMENT_PENDING' "
+        "AND expires_at < least($2, created_at + $3::interval) RETURNING expires_at) "
+        "SELECT (SELECT expires_at FROM moved) AS moved, o.status, o.expires_at "
+        "FROM orders o WHERE o.id = $1",
+        order_id,
+        target,
+        timedelta(seconds=cap_seconds),
+    )
+    if row is None:
         return None
-    deadline: datetime = current.expires_at
-    return deadline
+    if row.moved is not None:
+        deadline: datetime = row.moved
+        return deadline
+    if row.status != OrderStatus.PAYMENT_PENDING.value:
+        return None
+    current: datetime = row.expires_at
+    return current

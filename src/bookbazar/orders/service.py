@@ -23,7 +23,7 @@ from bookbazar.metrics import (
 from bookbazar.models import Order, OrderItem, OrderStatus, Payment
 from bookbazar.orders import repository as repo
 from bookbazar.orders.state import RESERVING, SOLD, transition
-from bookbazar.outbox.store import add_order_event
+from bookbazar.outbox.store import OrderEvent, add_order_events
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
@@ -124,12 +124,11 @@ async def cancel_order(
     """Owner cancels an order awaiting payment: CANCELLED, its hold released. Cancelling
     a cancelled order is a success; any other state -> Conflict; others' orders ->
     NotFound."""
-    async with services.sessionmaker() as session, session.begin():
-        order = await repo.get_order(session, order_id, user_id)
-        if order is None:
+    async with services.pg.tx() as conn:
+        if await repo.status_of(conn, order_id, user_id) is None:
             raise NotFound("Order not found")
         moved = await transition(
-            session,
+            conn,
             order_id,
             S.CANCELLED,
             from_=frozenset({S.PAYMENT_PENDING}),
@@ -156,19 +155,23 @@ async def expire_due(services: Services, *, limit: int = EXPIRE_BATCH) -> int:
     number of workers at once (rows are claimed with SKIP LOCKED). A crash between the
     commit and the release is repaired by the sweeper and the audit. Returns how many."""
     now = utcnow()
-    async with services.sessionmaker() as session, session.begin():
-        due = await repo.claim_due(session, now, limit)
-        for order in due:
-            await add_order_event(
-                session,
-                "order.expired",
-                order_id=order.order_id,
-                user_id=order.user_id,
-                status=S.EXPIRED.value,
-                total=order.total,
-                currency=order.currency,
-                data={"reason": "reservation lapsed"},
-            )
+    async with services.pg.tx() as conn:
+        due = await repo.claim_due(conn, now, limit)
+        await add_order_events(
+            conn,
+            [
+                OrderEvent(
+                    "order.expired",
+                    order.order_id,
+                    order.user_id,
+                    S.EXPIRED.value,
+                    order.total,
+                    order.currency,
+                    {"reason": "reservation lapsed"},
+                )
+                for order in due
+            ],
+        )
     if not due:
         return 0
     faults.crash_point("expire:after-commit")
@@ -185,13 +188,13 @@ async def expire_order(services: Services, order_id: uuid.UUID) -> bool:
     """Expire one order if it is awaiting payment and its deadline passed. Idempotent;
     returns True if this call expired it (the scheduled `expire_due` is the usual path)."""
     now = utcnow()
-    async with services.sessionmaker() as session, session.begin():
+    async with services.pg.tx() as conn:
         moved = await transition(
-            session,
+            conn,
             order_id,
             S.EXPIRED,
             from_=frozenset({S.PAYMENT_PENDING}),
-            extra_where=[Order.expires_at <= now],
+            due_by=now,
             event_data={"reason": "reservation lapsed"},
         )
     if moved.applied:
@@ -207,8 +210,8 @@ async def fail_abandoned(services: Services, order_id: uuid.UUID) -> bool:
     """A PENDING order whose placement never finished (an earlier release inserted the
     order before reserving): FAILED and any hold it made released. True if this call
     failed it."""
-    async with services.sessionmaker() as session, session.begin():
-        moved = await transition(session, order_id, S.FAILED, from_=frozenset({S.PENDING}))
+    async with services.pg.tx() as conn:
+        moved = await transition(conn, order_id, S.FAILED, from_=frozenset({S.PENDING}))
     if moved.ok and moved.hold is not None:
         await release_and_announce(services, moved.hold)
         log.warning("abandoned_order_failed", order_id=str(order_id))

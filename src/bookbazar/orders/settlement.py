@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.inventory.service import Hold, ReserveResult, new_token
 from bookbazar.kit import faults
@@ -34,6 +33,7 @@ from bookbazar.models import OrderStatus as S
 from bookbazar.orders import repository as repo
 from bookbazar.orders.state import SOLD, transition
 from bookbazar.outbox.store import add_order_event
+from bookbazar.pg import Executor
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
@@ -66,14 +66,14 @@ class Settlement:
 # Called inside the transaction that decides a settlement, before it commits (the
 # webhook records its event as processed and sets its payment's status there, so the
 # decision, its effects and the record commit together). It may raise to undo them all.
-OnDecided = Callable[[AsyncSession, Settlement], Awaitable[None]]
+OnDecided = Callable[[Executor, Settlement], Awaitable[None]]
 
 
 async def _decided(
-    session: AsyncSession, on_decided: OnDecided | None, settlement: Settlement
+    conn: Executor, on_decided: OnDecided | None, settlement: Settlement
 ) -> Settlement:
     if on_decided is not None:
-        await on_decided(session, settlement)
+        await on_decided(conn, settlement)
     return settlement
 
 
@@ -91,34 +91,34 @@ async def settle_payment(
     same REFUND/MISMATCH outcome without repeating effects). Never oversells: a sale is
     recorded only with a hold that was converted, and a late payment only becomes a sale
     if units can be held again. `on_decided` runs in the deciding transaction."""
-    async with services.sessionmaker() as session, session.begin():
-        order = await repo.lock_order(session, order_id)
+    async with services.pg.tx() as conn:
+        order = await repo.lock_order(conn, order_id)
         if order is None:
-            return await _decided(session, on_decided, Settlement(Settled.UNKNOWN, None))
+            return await _decided(conn, on_decided, Settlement(Settled.UNKNOWN, None))
         status = S(order.status)
         if status in SOLD:
             decided = Settlement(Settled.ALREADY_PAID, status.value, order.paid_with)
-            return await _decided(session, on_decided, decided)
+            return await _decided(conn, on_decided, decided)
         if status in (S.REFUND_PENDING, S.REFUNDED):
-            return await _decided(session, on_decided, Settlement(Settled.REFUND, status.value))
+            return await _decided(conn, on_decided, Settlement(Settled.REFUND, status.value))
         if amount != order.total or currency.upper() != order.currency:
             reason = (
                 f"payment {intent_id} via {provider} was {amount} {currency.upper()}, "
                 f"order total is {order.total} {order.currency}"
             )
-            await repo.flag_for_review(session, order_id, reason)
+            await repo.flag_for_review(conn, order_id, reason)
             log.error("payment_mismatch", order_id=str(order_id), reason=reason)
-            return await _decided(session, on_decided, Settlement(Settled.MISMATCH, status.value))
+            return await _decided(conn, on_decided, Settlement(Settled.MISMATCH, status.value))
         if status is S.PAYMENT_PENDING and await _sell(
-            session, services, order, Hold(order_id, order.hold_token), provider, intent_id
+            conn, services, order, Hold(order_id, order.hold_token), provider, intent_id
         ):
             paid = Settlement(Settled.PAID, S.PAID.value, (provider, intent_id))
-            await _decided(session, on_decided, paid)
+            await _decided(conn, on_decided, paid)
             sold = True
         elif status in ENDED or status is S.PAYMENT_PENDING:
             sold = False
         else:  # PENDING or FAILED: never placed, so never payable
-            return await _decided(session, on_decided, Settlement(Settled.REFUND, status.value))
+            return await _decided(conn, on_decided, Settlement(Settled.REFUND, status.value))
     if sold:
         faults.crash_point("payment:after-paid-commit")
         log.info("order_paid", order_id=str(order_id), provider=provider)
@@ -128,7 +128,7 @@ async def settle_payment(
 
 
 async def _sell(
-    session: AsyncSession,
+    conn: Executor,
     services: Services,
     order: repo.LockedOrder,
     hold: Hold,
@@ -138,7 +138,7 @@ async def _sell(
     """With the order's row locked: lock its books, convert `hold` in Redis, and if that
     worked mark the order PAID (owning `hold`) and take the units off the shelf. False
     (nothing written) if the hold had been released."""
-    await repo.lock_books_of(session, order.id)
+    await repo.lock_books_of(conn, order.id)
     await faults.gate("settle:before-convert")
     converted = await services.inventory.convert(hold)
     if not converted.sold:
@@ -146,7 +146,7 @@ async def _sell(
         return False
     faults.crash_point("payment:after-convert")
     moved = await transition(
-        session,
+        conn,
         order.id,
         S.PAID,
         from_=frozenset({S(order.status)}),
@@ -160,7 +160,7 @@ async def _sell(
     )
     # The row is locked by this transaction: the guarded update cannot miss.
     assert moved.applied, f"order {order.id} moved under its row lock"
-    await repo.decrement_on_hand(session, order.id)
+    await repo.decrement_on_hand(conn, order.id)
     return True
 
 
@@ -173,8 +173,7 @@ async def _settle_late(
 ) -> Settlement:
     """The order EXPIRED or was CANCELLED before the payment arrived: sell it again if
     units can be held under a new token, else REFUND_PENDING."""
-    async with services.sessionmaker() as session:
-        lines = await repo.lines_of(session, order_id)
+    lines = await repo.lines_of(services.pg, order_id)
     for _ in range(_LATE_ATTEMPTS):
         hold = Hold(order_id, new_token())
         reserved = await _reserve_again(services, hold, lines)
@@ -212,9 +211,8 @@ async def _reserve_again(
         reserved = await services.inventory.reserve(hold, lines)
         if reserved.held or attempt == _SHORT_RETRIES - 1:
             return reserved
-        async with services.sessionmaker() as session:
-            order = await repo.get_order(session, hold.order_id)
-        if order is None or S(order.status) in SOLD:
+        status = await repo.status_of(services.pg, hold.order_id)
+        if status is None or S(status) in SOLD:
             return reserved  # sold meanwhile: the decision reports it
         await asyncio.sleep(_SHORT_PAUSE_SECONDS)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -231,8 +229,8 @@ async def _decide_late(
 ) -> Settlement | None:
     """Under the order's row lock: sell with the new hold, or go to REFUND_PENDING, or
     report what another path decided. None: the hold was lost; try again."""
-    async with services.sessionmaker() as session, session.begin():
-        order = await repo.lock_order(session, order_id)
+    async with services.pg.tx() as conn:
+        order = await repo.lock_order(conn, order_id)
         assert order is not None
         status = S(order.status)
         if status in SOLD:
@@ -240,13 +238,13 @@ async def _decide_late(
         elif status not in ENDED and status is not S.PAYMENT_PENDING:
             decided = Settlement(Settled.REFUND, status.value)
         elif reserved.held:
-            if not await _sell(session, services, order, hold, provider, intent_id):
+            if not await _sell(conn, services, order, hold, provider, intent_id):
                 return None
             decided = Settlement(Settled.PAID, S.PAID.value, (provider, intent_id))
         else:
-            await _to_refund(session, order_id, status, provider, intent_id)
+            await _to_refund(conn, order_id, status, provider, intent_id)
             decided = Settlement(Settled.REFUND, S.REFUND_PENDING.value)
-        return await _decided(session, on_decided, decided)
+        return await _decided(conn, on_decided, decided)
 
 
 async def _refund_late(
@@ -256,26 +254,26 @@ async def _refund_late(
     intent_id: str,
     on_decided: OnDecided | None,
 ) -> Settlement:
-    async with services.sessionmaker() as session, session.begin():
-        order = await repo.lock_order(session, order_id)
+    async with services.pg.tx() as conn:
+        order = await repo.lock_order(conn, order_id)
         assert order is not None
         status = S(order.status)
         if status in SOLD:
             decided = Settlement(Settled.ALREADY_PAID, status.value, order.paid_with)
-            return await _decided(session, on_decided, decided)
+            return await _decided(conn, on_decided, decided)
         if status in ENDED or status is S.PAYMENT_PENDING:
-            await _to_refund(session, order_id, status, provider, intent_id)
+            await _to_refund(conn, order_id, status, provider, intent_id)
             status = S.REFUND_PENDING
-        settlement = await _decided(session, on_decided, Settlement(Settled.REFUND, status.value))
+        settlement = await _decided(conn, on_decided, Settlement(Settled.REFUND, status.value))
     log.warning("late_payment_refund", order_id=str(order_id), status=status.value)
     return settlement
 
 
 async def _to_refund(
-    session: AsyncSession, order_id: uuid.UUID, status: S, provider: str, intent_id: str
+    conn: Executor, order_id: uuid.UUID, status: S, provider: str, intent_id: str
 ) -> None:
     await transition(
-        session,
+        conn,
         order_id,
         S.REFUND_PENDING,
         from_=frozenset({status}),
@@ -288,19 +286,19 @@ async def record_payment_failure(
     order_id: uuid.UUID,
     reason: str,
     *,
-    before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None,
+    before_commit: Callable[[Executor], Awaitable[None]] | None = None,
 ) -> bool:
     """A declined payment: the order stays PAYMENT_PENDING (the buyer may pay again until
     the reservation lapses); emits order.payment_failed. Returns False if the order is not
     awaiting payment (nothing to report). `before_commit` runs in the same transaction."""
-    async with services.sessionmaker() as session, session.begin():
-        order = await repo.lock_order(session, order_id)
+    async with services.pg.tx() as conn:
+        order = await repo.lock_order(conn, order_id)
         if before_commit is not None:
-            await before_commit(session)
+            await before_commit(conn)
         if order is None or order.status != S.PAYMENT_PENDING.value:
             return False
         await add_order_event(
-            session,
+            conn,
             "order.payment_failed",
             order_id=order.id,
             user_id=order.user_id,
@@ -314,9 +312,9 @@ async def record_payment_failure(
 
 async def mark_refunded(services: Services, order_id: uuid.UUID, refund_id: str) -> bool:
     """REFUND_PENDING -> REFUNDED with order.refunded. Idempotent (True if refunded)."""
-    async with services.sessionmaker() as session, session.begin():
+    async with services.pg.tx() as conn:
         moved = await transition(
-            session,
+            conn,
             order_id,
             S.REFUNDED,
             from_=frozenset({S.REFUND_PENDING}),
@@ -335,13 +333,12 @@ async def extend_reservation(
     payment. The scheduled expiry reads the deadline from the order, so nothing else
     needs rescheduling."""
     settings = services.settings
-    async with services.sessionmaker() as session, session.begin():
-        deadline = await repo.extend_deadline(
-            session,
-            order_id,
-            target=utcnow() + timedelta(seconds=min_window_seconds),
-            cap_seconds=settings.reservation_ttl_seconds + settings.payment_min_window_seconds,
-        )
+    deadline = await repo.extend_deadline(
+        services.pg,
+        order_id,
+        target=utcnow() + timedelta(seconds=min_window_seconds),
+        cap_seconds=settings.reservation_ttl_seconds + settings.payment_min_window_seconds,
+    )
     if deadline is not None:
         log.debug("reservation_deadline", order_id=str(order_id), until=iso(deadline))
     return deadline

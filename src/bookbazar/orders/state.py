@@ -8,18 +8,14 @@ transition is written to the outbox in the same transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
-
 from bookbazar.inventory.service import Hold
-from bookbazar.models import Order
 from bookbazar.models import OrderStatus as S
 from bookbazar.outbox.store import add_order_event
+from bookbazar.pg import Executor
 
 TRANSITIONS: dict[S, frozenset[S]] = {
     S.PENDING: frozenset({S.PAYMENT_PENDING, S.FAILED}),
@@ -77,33 +73,47 @@ class Transition:
         return self.applied or self.status == self.target
 
 
+# Columns a transition may set besides the status (the names are never from a client).
+SETTABLE = frozenset(
+    {"paid_at", "payment_provider", "payment_intent_id", "hold_token", "review_reason"}
+)
+
+
 async def transition(
-    session: AsyncSession,
+    conn: Executor,
     order_id: uuid.UUID,
     target: S,
     *,
     from_: frozenset[S] | None = None,
     values: dict[str, Any] | None = None,
     event_data: dict[str, Any] | None = None,
-    extra_where: Sequence[ColumnElement[bool]] = (),
+    due_by: datetime | None = None,
 ) -> Transition:
     """Move the order to `target` if it is in one of the allowed source states (all legal
-    sources by default, or the subset `from_`), writing the outbox event atomically.
-    Does not commit."""
+    sources by default, or the subset `from_`), and, with `due_by`, only if its deadline
+    is at or before it; the outbox event is written in the same transaction. Run it in
+    the caller's transaction (it does not commit)."""
     sources = sources_of(target) if from_ is None else from_ & sources_of(target)
-    stmt = (
-        update(Order)
-        .where(Order.id == order_id, Order.status.in_([s.value for s in sources]), *extra_where)
-        .values(status=target.value, updated_at=func.now(), **(values or {}))
-        .returning(Order.user_id, Order.total, Order.currency, Order.hold_token)
+    values = values or {}
+    unknown = set(values) - SETTABLE
+    assert not unknown, f"transition cannot set {unknown}"
+    names = list(values)
+    sets = "".join(f", {name} = ${n}" for n, name in enumerate(names, start=5))
+    row = await conn.fetchrow(
+        f"UPDATE orders SET status = $2, updated_at = now(){sets} "
+        "WHERE id = $1 AND status = ANY($3::text[]) "
+        "AND ($4::timestamptz IS NULL OR expires_at <= $4) "
+        "RETURNING user_id, total, currency, hold_token",
+        order_id,
+        target.value,
+        [s.value for s in sources],
+        due_by,
+        *(values[name] for name in names),
     )
-    row = (await session.execute(stmt)).one_or_none()
     if row is None:
-        current = (
-            await session.execute(
-                select(Order.status, Order.hold_token).where(Order.id == order_id)
-            )
-        ).one_or_none()
+        current = await conn.fetchrow(
+            "SELECT status, hold_token FROM orders WHERE id = $1", order_id
+        )
         if current is None:
             raise LookupError(f"order {order_id} does not exist")
         return Transition(
@@ -113,7 +123,7 @@ async def transition(
     event_type = EVENT_FOR.get(target)
     if event_type is not None:
         event_id = await add_order_event(
-            session,
+            conn,
             event_type,
             order_id=order_id,
             user_id=row.user_id,

@@ -17,12 +17,11 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.kit import faults
 from bookbazar.kit.clock import utcnow
 from bookbazar.kit.jobs import EventHook
+from bookbazar.pg import Executor
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
@@ -37,19 +36,15 @@ async def relay_once(services: Services, hooks: Mapping[str, Sequence[EventHook]
     """Claim and publish one batch: every publish of the batch (the `order:events` channel,
     the owner's recent-events stream and their Socket.IO room) in one Redis round trip,
     then each event's hooks. Returns how many events were handled."""
-    async with services.sessionmaker() as session, session.begin():
-        rows = (
-            await session.execute(
-                text(
-                    "SELECT e.id, e.type, e.order_id, e.payload, e.attempts FROM outbox_events e "
-                    "WHERE e.sent_at IS NULL AND e.next_attempt_at <= now() "
-                    "AND NOT EXISTS (SELECT 1 FROM outbox_events p WHERE p.order_id = e.order_id "
-                    "AND p.sent_at IS NULL AND p.seq < e.seq) "
-                    "ORDER BY e.seq LIMIT :batch FOR UPDATE SKIP LOCKED"
-                ),
-                {"batch": BATCH},
-            )
-        ).all()
+    async with services.pg.tx() as conn:
+        rows = await conn.fetch(
+            "SELECT e.id, e.type, e.order_id, e.payload, e.attempts FROM outbox_events e "
+            "WHERE e.sent_at IS NULL AND e.next_attempt_at <= now() "
+            "AND NOT EXISTS (SELECT 1 FROM outbox_events p WHERE p.order_id = e.order_id "
+            "AND p.sent_at IS NULL AND p.seq < e.seq) "
+            "ORDER BY e.seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+            BATCH,
+        )
         if not rows:
             return 0
         failed: dict[Any, BaseException] = {}
@@ -66,13 +61,10 @@ async def relay_once(services: Services, hooks: Mapping[str, Sequence[EventHook]
         faults.crash_point("outbox:after-publish")
         for row in rows:
             if row.id in failed:
-                await _back_off(session, row, failed[row.id])
+                await _back_off(conn, row, failed[row.id])
         sent = [row.id for row in rows if row.id not in failed]
         if sent:
-            await session.execute(
-                text("UPDATE outbox_events SET sent_at = now() WHERE id = ANY(:ids)"),
-                {"ids": sent},
-            )
+            await conn.execute("UPDATE outbox_events SET sent_at = now() WHERE id = ANY($1)", sent)
         return len(rows)
 
 
@@ -99,7 +91,7 @@ async def _run_hooks(
     return None
 
 
-async def _back_off(session: AsyncSession, row: Any, exc: BaseException) -> None:
+async def _back_off(conn: Executor, row: Any, exc: BaseException) -> None:
     backoff = min(MAX_BACKOFF_SECONDS, 2 ** min(row.attempts, 6))
     log.warning(
         "outbox_publish_failed",
@@ -108,12 +100,12 @@ async def _back_off(session: AsyncSession, row: Any, exc: BaseException) -> None
         error=repr(exc),
         retry_in=backoff,
     )
-    await session.execute(
-        text(
-            "UPDATE outbox_events SET attempts = attempts + 1, last_error = :err, "
-            "next_attempt_at = :next WHERE id = :id"
-        ),
-        {"id": row.id, "err": repr(exc)[:2000], "next": utcnow() + timedelta(seconds=backoff)},
+    await conn.execute(
+        "UPDATE outbox_events SET attempts = attempts + 1, last_error = $2, "
+        "next_attempt_at = $3 WHERE id = $1",
+        row.id,
+        repr(exc)[:2000],
+        utcnow() + timedelta(seconds=backoff),
     )
 
 

@@ -54,8 +54,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 async def _payment(services: Services, intent_id: str) -> Payment | None:
     if not is_enabled(services.settings, SandboxProvider.name):
         return None
-    async with services.sessionmaker() as session:
-        return await repo.payment_by_intent(session, SandboxProvider.name, intent_id)
+    return await repo.payment_by_intent(services.pg, SandboxProvider.name, intent_id)
 
 
 def _not_found() -> HTMLResponse:

@@ -15,11 +15,11 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.errors import BadGateway, BadRequest, Conflict, NotFound, ServiceUnavailable
 from bookbazar.kit.clock import iso, utcnow
 from bookbazar.models import OrderStatus, Payment
+from bookbazar.orders import repository as orders_repo
 from bookbazar.orders.settlement import (
     Settled,
     Settlement,
@@ -42,6 +42,7 @@ from bookbazar.payments.providers.base import (
     WebhookEvent,
 )
 from bookbazar.payments.schemas import OPEN_PAYMENT, PaymentStatus, RefundJob
+from bookbazar.pg import Executor
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
@@ -104,8 +105,7 @@ async def init_payment(
         provider = configured_provider(services)
     except ProviderUnavailable:
         raise ServiceUnavailable("The payment provider is not configured") from None
-    async with services.autocommit.connect() as conn:
-        found = await repo.order_for_payment(conn, order_id, user_id, provider.name)
+    found = await repo.order_for_payment(services.pg, order_id, user_id, provider.name)
     if found is None:
         raise NotFound("Order not found")
     order, payment = found
@@ -124,17 +124,16 @@ async def init_payment(
     except ProviderError as exc:
         log.warning("payment_intent_failed", order_id=str(order_id), error=str(exc))
         raise BadGateway("The payment provider did not answer, please retry") from exc
-    async with services.autocommit.connect() as conn:
-        payment = await repo.insert_payment(
-            conn,
-            order_id=order_id,
-            provider=provider.name,
-            intent_id=intent.intent_id,
-            client_secret=intent.client_secret,
-            redirect_url=intent.redirect_url,
-            amount=order.total,
-            currency=order.currency,
-        )
+    payment = await repo.insert_payment(
+        services.pg,
+        order_id=order_id,
+        provider=provider.name,
+        intent_id=intent.intent_id,
+        client_secret=intent.client_secret,
+        redirect_url=intent.redirect_url,
+        amount=order.total,
+        currency=order.currency,
+    )
     log.info("payment_initialised", order_id=str(order_id), provider=provider.name)
     if deadline - utcnow() < timedelta(seconds=window / 2):
         # The provider call took long: make sure the window still holds.
@@ -145,8 +144,7 @@ async def init_payment(
 
 
 async def _status(services: Services, order_id: uuid.UUID) -> str | None:
-    async with services.sessionmaker() as session:
-        return await repo.order_status(session, order_id)
+    return await orders_repo.status_of(services.pg, order_id)
 
 
 # ---------------------------------------------------------------- outcomes
@@ -177,18 +175,18 @@ async def apply_success(
     already. Idempotent: a repeat reports the same outcome without repeating any effect."""
     reasons: list[str | None] = []
 
-    async def on_decided(session: AsyncSession, settlement: Settlement) -> None:
-        if event is not None and not await repo.record_event(session, *event):
+    async def on_decided(conn: Executor, settlement: Settlement) -> None:
+        if event is not None and not await repo.record_event(conn, *event):
             raise DuplicateEvent(event[1])
         reason = _refund_reason(payment, settlement, amount, currency)
         reasons.append(reason)
         if settlement.outcome is Settled.UNKNOWN:
             return
         if reason is None:
-            await repo.set_payment_status(session, payment.id, PaymentStatus.SUCCEEDED)
+            await repo.set_payment_status(conn, payment.id, PaymentStatus.SUCCEEDED)
         else:
             await repo.set_payment_status(
-                session, payment.id, PaymentStatus.REFUND_PENDING, review_reason=reason
+                conn, payment.id, PaymentStatus.REFUND_PENDING, review_reason=reason
             )
 
     settlement = await settle_payment(
@@ -241,15 +239,15 @@ async def apply_failure(
     transaction, with the event's record. Raises DuplicateEvent if it was applied."""
     open_payment = PaymentStatus(payment.status) in OPEN_PAYMENT
 
-    async def before_commit(session: AsyncSession) -> None:
-        if event is not None and not await repo.record_event(session, *event):
+    async def before_commit(conn: Executor) -> None:
+        if event is not None and not await repo.record_event(conn, *event):
             raise DuplicateEvent(event[1])
         if open_payment:
-            await repo.set_payment_status(session, payment.id, PaymentStatus.FAILED)
+            await repo.set_payment_status(conn, payment.id, PaymentStatus.FAILED)
 
     if not open_payment:
-        async with services.sessionmaker() as session, session.begin():
-            await before_commit(session)
+        async with services.pg.tx() as conn:
+            await before_commit(conn)
         log.info("payment_failure_ignored", order_id=str(payment.order_id), status=payment.status)
         return WebhookResult.STALE
     reported = await record_payment_failure(
@@ -310,12 +308,10 @@ async def _apply_once(
 ) -> WebhookResult:
     ref: EventRef = (provider.name, event.event_id, event.event_type)
     if event.kind is EventKind.OTHER:
-        async with services.autocommit.connect() as conn:
-            fresh = await repo.record_event(conn, *ref)
+        fresh = await repo.record_event(services.pg, *ref)
         return WebhookResult.IGNORED if fresh else WebhookResult.DUPLICATE
     assert event.intent_id is not None
-    async with services.autocommit.connect() as conn:
-        payment, processed = await repo.payment_for_event(conn, ref, event.intent_id)
+    payment, processed = await repo.payment_for_event(services.pg, ref, event.intent_id)
     if processed:
         return WebhookResult.DUPLICATE
     if payment is None:

@@ -39,9 +39,8 @@ _VERIFIABLE = frozenset(
 async def verify_payment(services: Services, payment_id: uuid.UUID) -> str:
     """Ask the provider whether an open intent was paid; if so settle it exactly as the
     webhook would. Idempotent. Raises ProviderError (the job retries)."""
-    async with services.sessionmaker() as session:
-        payment = await repo.payment_by_id(session, payment_id)
-        status = None if payment is None else await repo.order_status(session, payment.order_id)
+    payment = await repo.payment_by_id(services.pg, payment_id)
+    status = None if payment is None else await orders_repo.status_of(services.pg, payment.order_id)
     if payment is None or status not in _VERIFIABLE:
         return "settled"
     if PaymentStatus(payment.status) not in OPEN_PAYMENT:
@@ -71,16 +70,14 @@ async def schedule_verifications(services: Services) -> int:
     waited too long. Returns how many were enqueued."""
     after = services.settings.payment_verify_after_seconds
     now = utcnow()
-    async with services.sessionmaker() as session:
-        due = await repo.payments_to_verify(
-            session, created_before=now - timedelta(seconds=after), limit=SCAN_BATCH
-        )
-        refunds = await repo.refunds_outstanding(
-            session,
-            updated_before=now - timedelta(seconds=REFUND_RETRY_SECONDS),
-            limit=SCAN_BATCH,
-        )
-        waiting = [p for p in [await repo.payment_by_id(session, r) for r in refunds] if p]
+    due = await repo.payments_to_verify(
+        services.pg, created_before=now - timedelta(seconds=after), limit=SCAN_BATCH
+    )
+    waiting = await repo.refunds_outstanding(
+        services.pg,
+        updated_before=now - timedelta(seconds=REFUND_RETRY_SECONDS),
+        limit=SCAN_BATCH,
+    )
     window = str(int(time.time() // after))
     for payment_id in due:
         await services.queues.enqueue(VerifyJob(payment_id=payment_id, window=window), attempts=3)
@@ -95,8 +92,7 @@ async def schedule_verifications(services: Services) -> int:
 async def schedule_final_check(services: Services, order_id: uuid.UUID) -> None:
     """An order ended (expired/cancelled) with an open intent: check once, a little
     later, whether the buyer paid anyway and the webhook was lost (a late payment)."""
-    async with services.sessionmaker() as session:
-        payments = await repo.payments_of_order(session, order_id)
+    payments = await repo.payments_of_order(services.pg, order_id)
     delay_ms = services.settings.payment_verify_after_seconds * 1000
     for payment in payments:
         if PaymentStatus(payment.status) in OPEN_PAYMENT:
@@ -112,8 +108,7 @@ async def refund_payment(services: Services, payment_id: uuid.UUID) -> dict[str,
     moves, and the provider call is keyed by the payment, so a retry never refunds twice.
     Never refunds a payment that is not REFUND_PENDING. Raises ProviderError (the job
     retries, then dead-letters)."""
-    async with services.sessionmaker() as session:
-        payment = await repo.payment_by_id(session, payment_id)
+    payment = await repo.payment_by_id(services.pg, payment_id)
     if payment is None:
         return {"refunded": False, "reason": "no such payment"}
     structlog.contextvars.bind_contextvars(order_id=str(payment.order_id))
@@ -128,21 +123,14 @@ async def refund_payment(services: Services, payment_id: uuid.UUID) -> dict[str,
             payment.intent_id, payment.amount, idempotency_key=f"refund-{payment.id}"
         )
         faults.crash_point("payment:refund-after-provider")
-        async with services.sessionmaker() as session, session.begin():
-            await repo.save_refund_id(session, payment.id, refund_id)
+        await repo.save_refund_id(services.pg, payment.id, refund_id)
         faults.crash_point("payment:refund-after-save")
-    async with services.sessionmaker() as session, session.begin():
-        await repo.set_payment_status(
-            session, payment.id, PaymentStatus.REFUNDED, refund_id=refund_id
-        )
-        order = await orders_repo.get_order(session, payment.order_id)
+    await repo.set_payment_status(
+        services.pg, payment.id, PaymentStatus.REFUNDED, refund_id=refund_id
+    )
+    paid_with = await orders_repo.refundable_through(services.pg, payment.order_id)
     order_refunded = False
-    if (
-        order is not None
-        and order.status in (OrderStatus.REFUND_PENDING.value, OrderStatus.REFUNDED.value)
-        and (order.payment_provider, order.payment_intent_id)
-        == (payment.provider, payment.intent_id)
-    ):
+    if paid_with == (payment.provider, payment.intent_id):
         order_refunded = await mark_refunded(services, payment.order_id, refund_id)
     log.info("payment_refunded", provider=payment.provider, order_refunded=order_refunded)
     return {"refunded": True, "refundId": refund_id, "orderRefunded": order_refunded}
