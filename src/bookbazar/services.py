@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bookbazar.catalog.cache import BookCache
+from bookbazar.catalog.pages import CatalogPages
 from bookbazar.config import Settings
 from bookbazar.db import create_engine, create_sessionmaker
 from bookbazar.inventory.service import Inventory
@@ -37,6 +38,7 @@ class Services:
     queues: Queues
     emitter: Emitter
     books: BookCache
+    catalog: CatalogPages
     # One HTTP client per process for every outbound call (connections kept alive).
     http: httpx.AsyncClient
     # Other long-lived clients built on first use (payment providers), closed at exit.
@@ -51,12 +53,13 @@ class Services:
         maintenance_engine = create_engine(database_url, pool_size=2, max_overflow=2, pre_ping=True)
         redis = create_redis(redis_url, socket_timeout=settings.redis_timeout_seconds)
         scripts = Scripts(redis)
+        pg = Pg(database_url, max_size=pool_size)
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             maintenance_engine=maintenance_engine,
-            pg=Pg(database_url, max_size=pool_size),
+            pg=pg,
             redis=redis,
             scripts=scripts,
             inventory=Inventory(
@@ -68,6 +71,7 @@ class Services:
             queues=Queues(redis),
             emitter=Emitter(redis),
             books=BookCache(sessionmaker),
+            catalog=CatalogPages(pg),
             http=httpx.AsyncClient(
                 timeout=10, limits=httpx.Limits(max_connections=64, max_keepalive_connections=32)
             ),

@@ -20,6 +20,7 @@ from bookbazar.catalog.seed import (
     seed_catalog,
 )
 from bookbazar.config import Settings
+from bookbazar.inventory.service import Hold, new_token
 from bookbazar.kit.pagination import MAX_PAGE_SIZE
 from bookbazar.services import Services
 from tests.conftest import create_book, make_admin, register
@@ -102,6 +103,42 @@ async def test_empty_query_lists_everything(
         data = await search(client, **params)
         assert data["total"] == len(shelf)
         assert {i["id"] for i in data["items"]} == {str(b) for b in shelf.values()}
+
+
+async def test_cached_pages_follow_every_change_of_the_books(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Pages are cached per process under the catalog version; a book added, edited or
+    removed by any writer (here plain SQL, not the API) shows at once, a sale does not
+    evict the page, and availability is live on a cached page."""
+    first = await create_book(services, title="Alpha Cached", stock=4)
+    assert [i["title"] for i in (await search(client))["items"]] == ["Alpha Cached"]
+    version = await services.pg.fetchval("SELECT version FROM catalog_version")
+
+    second = await create_book(services, title="Beta Cached")  # inserted behind the API
+    assert [i["title"] for i in (await search(client))["items"]] == ["Alpha Cached", "Beta Cached"]
+
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(text("UPDATE books SET price = 123 WHERE id = :id"), {"id": second})
+    assert (await search(client, q="beta"))["items"][0]["price"] == 123
+
+    # Units leave the shelf (a sale, a restock): the listed facts did not change.
+    moved = await services.pg.fetchval("SELECT version FROM catalog_version")
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(
+            text("UPDATE books SET stock = stock - 1 WHERE id = :id"), {"id": first}
+        )
+    assert await services.pg.fetchval("SELECT version FROM catalog_version") == moved > version
+
+    # Availability is read live for a cached page.
+    held = await services.inventory.reserve(Hold(uuid.uuid4(), new_token()), [(first, 3)])
+    assert held.held
+    alpha = (await search(client))["items"][0]
+    assert alpha["title"] == "Alpha Cached" and alpha["available"] == 1
+
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(text("DELETE FROM books WHERE id = :id"), {"id": second})
+    assert [i["title"] for i in (await search(client))["items"]] == ["Alpha Cached"]
 
 
 async def test_pagination(client: httpx.AsyncClient, services: Services) -> None:

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import event
@@ -29,19 +30,35 @@ PRODUCTION_WEBHOOK_SECRET = "whsec_prod_8c1d2e3f4a5b6c7d"
 
 @contextlib.contextmanager
 def statements(*engines: AsyncEngine) -> Iterator[list[str]]:
-    """Every SQL statement these engines send while inside the block."""
+    """Every SQL statement these engines send, and every statement any asyncpg
+    connection of this process sends (the order flow's pool, bookbazar/pg.py), while
+    inside the block."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         seen.append(statement)
 
+    original_execute = asyncpg.connection.Connection._execute
+    original_simple = asyncpg.connection.Connection.execute
+
+    async def spy_execute(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(query)
+        return await original_execute(self, query, *args, **kwargs)
+
+    async def spy_simple(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(query)
+        return await original_simple(self, query, *args, **kwargs)
+
     for engine in engines:
         event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine.sync_engine, "before_cursor_execute", record)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(asyncpg.connection.Connection, "_execute", spy_execute)
+        patch.setattr(asyncpg.connection.Connection, "execute", spy_simple)
+        try:
+            yield seen
+        finally:
+            for engine in engines:
+                event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 @contextlib.asynccontextmanager
@@ -79,10 +96,15 @@ def assert_envelope(resp: httpx.Response, status: int) -> None:
 
 async def test_a_scrape_runs_no_query(client: httpx.AsyncClient, services: Services) -> None:
     engines = (services.engine, services.maintenance_engine)
-    # The listener does see this process's queries (a catalog read runs some).
+    # The listeners do see this process's queries (a catalog read runs some on the
+    # asyncpg pool; a book's page through SQLAlchemy).
     with statements(*engines) as control:
         assert (await client.get("/api/v1/books")).status_code == 200
-    assert control, "the statement listener saw nothing: it would prove nothing below"
+    assert control, "the asyncpg spy saw nothing: it would prove nothing below"
+    with statements(*engines) as control:
+        missing = await client.get("/api/v1/books/00000000-0000-4000-8000-000000000000")
+        assert missing.status_code == 404
+    assert control, "the SQLAlchemy listener saw nothing: it would prove nothing below"
 
     with statements(*engines) as seen:
         for _ in range(3):

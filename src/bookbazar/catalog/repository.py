@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bookbazar.models import Book, Order, OrderItem, OrderStatus, Restock
 
 
-def _like(term: str) -> str:
+def like_pattern(term: str) -> str:
+    """`term` anywhere, its LIKE wildcards taken literally."""
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
@@ -20,7 +21,7 @@ async def search(
 ) -> tuple[list[Book], int]:
     stmt = select(Book, func.count().over().label("total"))
     if q:
-        pattern = _like(q)
+        pattern = like_pattern(q)
         stmt = stmt.where(or_(Book.title.ilike(pattern), Book.author.ilike(pattern)))
     stmt = stmt.order_by(Book.title, Book.id).offset(offset).limit(limit)
     rows = (await session.execute(stmt)).all()
@@ -31,7 +32,9 @@ async def search(
     # Past the last page: still report the true total.
     count = select(func.count()).select_from(Book)
     if q:
-        count = count.where(or_(Book.title.ilike(_like(q)), Book.author.ilike(_like(q))))
+        count = count.where(
+            or_(Book.title.ilike(like_pattern(q)), Book.author.ilike(like_pattern(q)))
+        )
     return [], int((await session.execute(count)).scalar_one())
 
 

@@ -21,12 +21,10 @@ admin_router = APIRouter(prefix="/admin/books", tags=["admin"])
 @router.get("", summary="Search the catalog")
 async def list_books(
     services: ServicesDep,
-    session: SessionDep,
     page: PageDep,
     q: Annotated[str | None, Query(max_length=200, description="title or author")] = None,
 ) -> Response:
-    data = await service.list_books(session, services.inventory, q, page)
-    return ok(data)
+    return ok(await service.list_books(services, q, page))
 
 
 @router.get("/{book_id}", summary="One book")

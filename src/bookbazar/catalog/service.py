@@ -38,14 +38,18 @@ def _admin_out(book: Book, available: int) -> AdminBookOut:
     return AdminBookOut(**_out(book, available).model_dump(), stock=book.stock)
 
 
-async def list_books(
-    session: AsyncSession, inventory: Inventory, q: str | None, page: PageParams
-) -> dict[str, Any]:
-    books, total = await repository.search(
-        session, q.strip() if q else None, offset=page.offset, limit=page.page_size
+async def list_books(services: Services, q: str | None, page: PageParams) -> dict[str, Any]:
+    """One page of the catalog: the books from the process's page cache (catalog/pages.py),
+    their availability live from the stock counters."""
+    found = await services.catalog.get(
+        q.strip() or None if q else None, offset=page.offset, limit=page.page_size
     )
-    levels = await inventory.available([b.id for b in books])
-    return page.wrap([_out(b, levels.get(b.id, 0)) for b in books], total)
+    levels = await services.inventory.available(found.ids)
+    items = [
+        {**book, "available": max(0, levels.get(book_id, 0))}
+        for book, book_id in zip(found.books, found.ids, strict=True)
+    ]
+    return page.wrap(items, found.total)
 
 
 async def get_book(session: AsyncSession, inventory: Inventory, book_id: uuid.UUID) -> BookOut:

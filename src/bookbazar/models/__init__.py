@@ -1,7 +1,7 @@
 """All SQLAlchemy models, in one place for Alembic."""
 
 from bookbazar.models.base import Base
-from bookbazar.models.catalog import Book
+from bookbazar.models.catalog import Book, CatalogVersion
 from bookbazar.models.commerce import (
     Cart,
     CartItem,
@@ -21,6 +21,7 @@ __all__ = [
     "Book",
     "Cart",
     "CartItem",
+    "CatalogVersion",
     "IdempotencyRecord",
     "Notification",
     "Order",

@@ -29,3 +29,16 @@ class Book(Base):
     stock: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
+
+
+class CatalogVersion(Base):
+    """One row whose `version` goes up, in the same transaction, whenever a book is added,
+    removed, or its listed facts change (a trigger on `books`, migration 0004), whoever
+    writes. Each API process caches catalog pages under the version they were read at
+    (catalog/pages.py); selling or restocking (the `stock` column) does not change it."""
+
+    __tablename__ = "catalog_version"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
