@@ -124,7 +124,12 @@ async def register_schedules(services: Services, registry: JobRegistry) -> None:
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, *, concurrency: int = 16) -> None:
+    """Every queue's jobs (up to `concurrency` at once per queue), the outbox relay and
+    the ticks. Keep `concurrency` small: BullMQ's worker asks Redis for a job once per
+    free slot whenever one arrives, so slots nobody needs cost a script call each per
+    job."""
+
+    def __init__(self, settings: Settings, *, concurrency: int = 4) -> None:
         self.settings = settings
         self.concurrency = concurrency
         self.stop = asyncio.Event()

@@ -188,11 +188,11 @@ async def test_an_older_snapshot_never_overwrites_a_newer_one(
     uid = user_id(user)
     old_book, new_book = await create_book(services), await create_book(services)
     at = datetime(2030, 1, 1, tzinfo=UTC)
-    async with services.sessionmaker() as session, session.begin():
-        assert await repository.save_snapshot(session, uid, 4, at, [(new_book, 2)])
-    async with services.sessionmaker() as session, session.begin():
-        assert not await repository.save_snapshot(session, uid, 3, at, [(old_book, 9)])
-        assert not await repository.save_snapshot(session, uid, 4, at, [(old_book, 9)])
+    async with services.pg.tx() as conn:
+        assert await repository.save_snapshot(conn, uid, 4, at, [(new_book, 2)])
+    async with services.pg.tx() as conn:
+        assert not await repository.save_snapshot(conn, uid, 3, at, [(old_book, 9)])
+        assert not await repository.save_snapshot(conn, uid, 4, at, [(old_book, 9)])
     assert await pg_state(services, uid) == (4, cart_service.datetime_to_ms(at), {new_book: 2})
 
 
@@ -201,13 +201,13 @@ async def test_persist_skips_users_and_books_that_no_longer_exist(
 ) -> None:
     at = datetime(2030, 1, 1, tzinfo=UTC)
     ghost = uuid.uuid4()
-    async with services.sessionmaker() as session, session.begin():
-        assert not await repository.save_snapshot(session, ghost, 1, at, [])
+    async with services.pg.tx() as conn:
+        assert not await repository.save_snapshot(conn, ghost, 1, at, [])
     user = await register(client)
     kept = await create_book(services)
-    async with services.sessionmaker() as session, session.begin():
+    async with services.pg.tx() as conn:
         assert await repository.save_snapshot(
-            session, user_id(user), 1, at, [(kept, 1), (uuid.uuid4(), 2)]
+            conn, user_id(user), 1, at, [(kept, 1), (uuid.uuid4(), 2)]
         )
     assert (await pg_state(services, user_id(user)))[2] == {kept: 1}  # type: ignore[index]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
+import aiohttp
 import httpx
 import pytest
 
@@ -101,7 +102,7 @@ async def test_delivery_raises_until_acknowledged(
     assert await deliver_event(services, data) == 200
     # The service is down: the job fails and BullMQ retries it with backoff.
     down = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(aiohttp.ClientConnectionError):
         await deliver_event(_with(services, public_url=down), data)
     # The service refuses the signature (the sandbox signs with another secret).
     with pytest.raises(WebhookNotAcknowledged):

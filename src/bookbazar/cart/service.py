@@ -401,8 +401,8 @@ async def persist_carts(services: Services, user_ids: Sequence[UUID]) -> dict[UU
         )
         for uid, snap in snapshots.items()
     ]
-    async with services.sessionmaker() as session, session.begin():
-        written = await repository.save_snapshots(session, rows)
+    async with services.pg.tx() as conn:
+        written = await repository.save_snapshots(conn, rows)
     log.debug("carts_persisted", carts=len(rows), written=len(written))
     return {
         uid: {"written": uid in written, "version": snap.version} for uid, snap in snapshots.items()

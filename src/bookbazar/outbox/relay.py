@@ -30,12 +30,17 @@ ORDER_EVENTS_CHANNEL = "order:events"
 BATCH = 200
 BATCH_PAUSE = 0.02
 MAX_BACKOFF_SECONDS = 60
+_ANY_DUE = (
+    "SELECT EXISTS (SELECT 1 FROM outbox_events WHERE sent_at IS NULL AND next_attempt_at <= now())"
+)
 
 
 async def relay_once(services: Services, hooks: Mapping[str, Sequence[EventHook]]) -> int:
     """Claim and publish one batch: every publish of the batch (the `order:events` channel,
     the owner's recent-events stream and their Socket.IO room) in one Redis round trip,
     then each event's hooks. Returns how many events were handled."""
+    if not await services.pg.fetchval(_ANY_DUE):
+        return 0  # one small query when idle, not a transaction
     async with services.pg.tx() as conn:
         rows = await conn.fetch(
             "SELECT e.id, e.type, e.order_id, e.payload, e.attempts FROM outbox_events e "
@@ -53,11 +58,12 @@ async def relay_once(services: Services, hooks: Mapping[str, Sequence[EventHook]
         except Exception as exc:
             failed = {row.id: exc for row in rows}
         else:
+            hooked = [row for row in rows if hooks.get(row.type)]
             results = await asyncio.gather(
-                *(_run_hooks(services, row.payload, hooks.get(row.type, ())) for row in rows),
+                *(_run_hooks(services, row.payload, hooks[row.type]) for row in hooked),
                 return_exceptions=True,
             )
-            failed = {row.id: r for row, r in zip(rows, results, strict=True) if r is not None}
+            failed = {row.id: r for row, r in zip(hooked, results, strict=True) if r is not None}
         faults.crash_point("outbox:after-publish")
         for row in rows:
             if row.id in failed:

@@ -148,9 +148,9 @@ async def deliver_event(services: Services, job: SandboxDeliveryJob) -> int:
         "Stripe-Signature": _sandbox(services).sign(payload),
         "User-Agent": "BookBazar-Sandbox/1.0",
     }
-    response = await services.http.post(
+    status = await services.http.post(
         services.settings.base_url + WEBHOOK_PATH, content=payload.encode(), headers=headers
     )
-    if not 200 <= response.status_code < 300:
-        raise WebhookNotAcknowledged(f"webhook answered {response.status_code}")
-    return response.status_code
+    if not 200 <= status < 300:
+        raise WebhookNotAcknowledged(f"webhook answered {status}")
+    return status
