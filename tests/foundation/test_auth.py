@@ -408,3 +408,33 @@ async def test_customer_calling_admin_routes_is_403(
     assert_error(resp, 403)
     async with services.sessionmaker() as session:
         assert (await session.execute(text("SELECT count(*) FROM books"))).scalar_one() == 0
+
+
+def test_a_remembered_token_still_expires_and_a_forged_one_is_never_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """decode_token remembers tokens it verified; the expiry is checked on every use, and
+    a token signed with another secret (or altered) is refused every time."""
+    from bookbazar.auth import tokens
+    from bookbazar.errors import Unauthorized
+
+    secret = "s" * 8 + "-remembered-token-secret-0123456789"
+    user = uuid.uuid4()
+    token = tokens.issue_token(secret, user, "customer", 60)
+    assert tokens.decode_token(secret, token).user_id == user
+    assert (secret, token) in tokens._VERIFIED
+    assert tokens.decode_token(secret, token).user_id == user  # from memory
+
+    forged = tokens.issue_token("another-secret-that-is-long-enough-000", user, "admin", 60)
+    for _ in range(2):
+        with pytest.raises(Unauthorized, match="Invalid token"):
+            tokens.decode_token(secret, forged)
+    with pytest.raises(Unauthorized, match="Invalid token"):
+        tokens.decode_token(secret, token[:-2] + ("AA" if token[-2:] != "AA" else "BB"))
+    assert (secret, forged) not in tokens._VERIFIED
+
+    later = time.time() + 61
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.decode_token(secret, token)
+    assert (secret, token) not in tokens._VERIFIED

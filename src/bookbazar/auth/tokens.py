@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -28,8 +29,30 @@ def issue_token(secret: str, user_id: uuid.UUID, role: str, ttl_seconds: int) ->
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+# Tokens already verified, by (secret, token): the same bytes always verify the same way,
+# so a buyer's next request skips the signature check (PyJWT's decode is a tenth of a
+# cart request's CPU). Only the expiry is checked again. Bounded; oldest dropped first.
+_VERIFIED: OrderedDict[tuple[str, str], TokenClaims] = OrderedDict()
+_VERIFIED_MAX = 10_000
+
+
 def decode_token(secret: str, token: str) -> TokenClaims:
     """Verify signature and expiry; raises Unauthorized with the reason."""
+    key = (secret, token)
+    known = _VERIFIED.get(key)
+    if known is not None:
+        if known.expires_at > time.time():
+            return known
+        _VERIFIED.pop(key, None)
+        raise Unauthorized("Token expired, please sign in again")
+    claims = _verify(secret, token)
+    _VERIFIED[key] = claims
+    if len(_VERIFIED) > _VERIFIED_MAX:
+        _VERIFIED.popitem(last=False)
+    return claims
+
+
+def _verify(secret: str, token: str) -> TokenClaims:
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "role"]}
