@@ -86,6 +86,9 @@ def create_app(settings: Settings | None = None) -> BookBazarApp:
         version=__version__,
         description="Online bookstore backend: catalog, carts, orders, payments, live updates.",
         lifespan=lifespan,
+        # Metrics are ours (Prometheus, /metrics); FastAPI's built-in OpenTelemetry hooks
+        # would otherwise ask the OTel globals on every request whether they are on.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     api.state.settings = settings
     api.state.sio = sio
