@@ -113,6 +113,20 @@ def create_app(settings: Settings | None = None) -> BookBazarApp:
     return BookBazarApp(api, sio)
 
 
+def openapi_document() -> dict[str, Any]:
+    """The HTTP contract as OpenAPI, generated from the routes alone: the app is built on
+    placeholder settings (no .env, the sandbox provider) and nothing is connected."""
+    placeholder = Settings(  # type: ignore[call-arg]  # _env_file is pydantic-settings'
+        _env_file=None,
+        environment="test",
+        payment_provider="sandbox",
+        database_url="postgresql://placeholder@127.0.0.1:9/none",
+        redis_url="redis://127.0.0.1:9/0",
+    )
+    spec: dict[str, Any] = create_app(placeholder).api.openapi()
+    return spec
+
+
 def _add_operations_routes(api: FastAPI) -> None:
     @api.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> Response:

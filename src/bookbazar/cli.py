@@ -9,15 +9,35 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
 import typer
 
+from bookbazar import __version__
 from bookbazar.config import ConfigError, Settings, load_settings
 from bookbazar.logging import configure_logging
 
 app = typer.Typer(help="Book Bazar: online bookstore backend.", no_args_is_help=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"bookbazar {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Book Bazar: online bookstore backend."""
 
 
 def _settings(**overrides: object) -> Settings:
@@ -162,6 +182,26 @@ async def _reconcile(settings: Settings) -> dict[UUID, tuple[int | None, int]]:
         return dict(report.corrected)
     finally:
         await services.close()
+
+
+@app.command()
+def openapi(
+    output: Annotated[
+        Path | None, typer.Option(help="write here (e.g. docs/openapi.json) instead of stdout")
+    ] = None,
+) -> None:
+    """Print the HTTP contract (OpenAPI 3.1 JSON), generated from the routes; nothing is
+    started or connected. `docs/openapi.json` is this output, kept current by a test."""
+    import json
+
+    from bookbazar.app import openapi_document
+
+    text = json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
 
 
 @app.command()

@@ -11,9 +11,6 @@ from typing import Any
 import requests
 from schemathesis.python import asgi
 
-from bookbazar.app import create_app
-from bookbazar.config import Settings
-
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 # The bounded run in `make test` is reproducible; a longer one (FUZZ_EXAMPLES set) explores.
 REPRODUCIBLE = "FUZZ_EXAMPLES" not in os.environ
@@ -32,18 +29,6 @@ class DeferredApp:
 
 
 APP = DeferredApp()
-
-
-def openapi_spec() -> dict[str, Any]:
-    """The app's /openapi.json, generated from the routes (nothing is connected)."""
-    placeholder = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        environment="test",
-        database_url="postgresql://placeholder@127.0.0.1:9/none",
-        redis_url="redis://127.0.0.1:9/0",
-    )
-    spec: dict[str, Any] = create_app(placeholder).api.openapi()
-    return spec
 
 
 def client() -> requests.Session:

@@ -19,12 +19,13 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from tests.fuzz.harness import APP, EXAMPLES, REPRODUCIBLE, FuzzData, openapi_spec
+from bookbazar.app import openapi_document
+from tests.fuzz.harness import APP, EXAMPLES, REPRODUCIBLE, FuzzData
 
 # FastAPI documents JSON for every route; these answer in another media type on purpose.
 NOT_JSON = {"/metrics"}
 
-schema = schemathesis.openapi.from_dict(openapi_spec())
+schema = schemathesis.openapi.from_dict(openapi_document())
 schema.app = APP
 schema.location = "/openapi.json"
 schema.config.generation.update(
