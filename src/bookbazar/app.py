@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None) -> BookBazarApp:
 def openapi_document() -> dict[str, Any]:
     """The HTTP contract as OpenAPI, generated from the routes alone: the app is built on
     placeholder settings (no .env, the sandbox provider) and nothing is connected."""
-    placeholder = Settings(  # type: ignore[call-arg]  # _env_file is pydantic-settings'
+    placeholder = Settings(
         _env_file=None,
         environment="test",
         payment_provider="sandbox",
