@@ -25,6 +25,7 @@ from bookbazar.config import Settings, get_settings
 from bookbazar.errors import error_response, install_error_handlers
 from bookbazar.kit import faults
 from bookbazar.kit.responses import ok
+from bookbazar.metrics import API as API_METRICS
 from bookbazar.middleware import RequestContextMiddleware
 from bookbazar.orders.routes import router as orders_router
 from bookbazar.payments.routes import router as payments_router
@@ -168,4 +169,4 @@ def _add_operations_routes(api: FastAPI) -> None:
                     "Metrics require the METRICS_TOKEN as a Bearer token",
                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
                 )
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(API_METRICS), media_type=CONTENT_TYPE_LATEST)

@@ -17,7 +17,7 @@ from bookbazar.config import Settings
 from bookbazar.kit import faults
 from bookbazar.kit.jobs import JobContext, JobRegistry, JobSpec, Schedule, Tick
 from bookbazar.kit.ticker import run_ticker
-from bookbazar.metrics import JOBS
+from bookbazar.metrics import JOBS, WORKER
 from bookbazar.outbox.relay import relay_loop
 from bookbazar.services import Services
 
@@ -141,7 +141,9 @@ class WorkerProcess:
         registry = load_registry()
         if self.settings.worker_metrics_port:
             # Job counts, order gauges and the audit live in this process: serve them.
-            start_http_server(self.settings.worker_metrics_port, addr=self.settings.host)
+            start_http_server(
+                self.settings.worker_metrics_port, addr=self.settings.host, registry=WORKER
+            )
         await register_schedules(services, registry)
         scheduled = _scheduled_specs(registry)
         queues = sorted(set(registry.handlers) | set(scheduled))

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bookbazar import __version__
 from bookbazar.app import create_app
 from bookbazar.config import Settings
 from bookbazar.services import Services
@@ -141,6 +142,32 @@ async def test_production_without_a_token_has_no_metrics(infra: Infra, settings:
         for headers in ({}, {"Authorization": "Bearer anything"}):
             assert_envelope(await client.get("/metrics", headers=headers), 404)
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_each_gauge_is_exported_by_one_process_kind(
+    client: httpx.AsyncClient,
+) -> None:
+    """The API exports its own metrics and the build, never the worker's gauges (a sum
+    over every scraped process would count them twice), and no `_created` series."""
+    resp = await client.get("/metrics")
+    assert_metrics(resp)
+    names = {
+        line.split("{")[0].split(" ")[0]
+        for line in resp.text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert f'bookbazar_build_info{{version="{__version__}"}} 1.0' in resp.text
+    assert "process_cpu_seconds_total" in names
+    worker_only = {
+        "bookbazar_orders",
+        "bookbazar_active_reservations",
+        "bookbazar_reserved_units",
+        "bookbazar_stock_drift_units",
+        "bookbazar_stock_audit_last_timestamp_seconds",
+        "bookbazar_jobs_total",
+    }
+    assert not names & worker_only, names & worker_only
+    assert not [name for name in names if name.endswith("_created")]
 
 
 async def test_development_without_a_token_serves_metrics(infra: Infra, settings: Settings) -> None:

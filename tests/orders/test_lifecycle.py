@@ -23,6 +23,7 @@ from tests.orders.conftest import (
 )
 
 from bookbazar.config import Settings
+from bookbazar.metrics import WORKER
 from bookbazar.orders import service
 from bookbazar.orders.jobs import EXPIRE_JOB, sweep_once
 from bookbazar.outbox.relay import ORDER_EVENTS_CHANNEL, relay_once
@@ -231,6 +232,9 @@ async def test_scheduled_expiry_runs_in_the_worker(
     async with httpx.AsyncClient() as http:
         metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
     assert f'name="{EXPIRE_JOB}"' in metrics and 'outcome="ok"' in metrics
+    assert "bookbazar_build_info{" in metrics
+    assert "bookbazar_http_requests_total" not in metrics  # the API's, not the worker's
+    assert "_created" not in metrics
     lag_count = next(
         line
         for line in metrics.splitlines()
@@ -244,7 +248,7 @@ async def test_order_gauges_come_from_the_worker_refresh(
 ) -> None:
     await _placed(client, services, stock=5, qty=2)
     await service.refresh_metrics(services)  # what the worker's sweeper does
-    body = generate_latest().decode()
+    body = generate_latest(WORKER).decode()
     assert 'bookbazar_orders{status="PAYMENT_PENDING"} 1.0' in body
     assert "bookbazar_active_reservations 1.0" in body
     assert "bookbazar_reserved_units 2.0" in body

@@ -9,10 +9,10 @@ import uuid
 import httpx
 import pytest
 import socketio
-from prometheus_client import REGISTRY
 
 from bookbazar.auth.tokens import issue_token
 from bookbazar.config import Settings
+from bookbazar.metrics import API as API_METRICS
 from bookbazar.realtime.emitter import Emitter
 from bookbazar.realtime.server import Gateway
 from tests.conftest import LiveServer
@@ -22,7 +22,7 @@ CARRIERS = ("cookie", "auth", "header")
 
 
 def sockets_connected() -> float:
-    return REGISTRY.get_sample_value("bookbazar_sockets_connected") or 0.0
+    return API_METRICS.get_sample_value("bookbazar_sockets_connected") or 0.0
 
 
 @pytest.mark.parametrize("carrier", CARRIERS)

@@ -7,8 +7,8 @@ import uuid
 from typing import Any
 
 import httpx
-from prometheus_client import REGISTRY
 
+from bookbazar.metrics import API as API_METRICS
 from bookbazar.realtime.emitter import Emitter
 from bookbazar.realtime.server import Gateway
 from bookbazar.realtime.stream import STREAM_MAXLEN, stream_key
@@ -17,7 +17,7 @@ from tests.realtime.conftest import ClientFactory, new_user, settle
 
 
 def emitted(event: str) -> float:
-    return REGISTRY.get_sample_value("bookbazar_events_emitted_total", {"event": event}) or 0.0
+    return API_METRICS.get_sample_value("bookbazar_events_emitted_total", {"event": event}) or 0.0
 
 
 async def test_every_socket_of_the_user_gets_one_copy_and_no_one_else_any(
