@@ -7,9 +7,10 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint bench install clean
 
 $(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing the pinned dependencies (the first time takes a few minutes)…"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --progress-bar off -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -297,13 +297,8 @@ _ERROR = re.compile(
     rb"\[(error|critical)\s*\]|Traceback|\bERROR\b|\bCRITICAL\b|\"level\": ?\"(error|critical)\""
 )
 _WARNING = re.compile(rb"\[warning\s*\]|\bWARNING\b|\"level\": ?\"warning\"")
-# A new book's counter created on first use, as the console renderer and as JSON prints it
-# (one or more books, every one from None).
-_COUNTER_INIT = re.compile(
-    rb"stock_reconciled +corrected=\{'[0-9a-f-]+': 'None->\d+'\}"
-    rb'|"corrected": \{"[0-9a-f-]+": "None->\d+"(?:, "[0-9a-f-]+": "None->\d+")*\}, '
-    rb'"event": "stock_reconciled"'
-)
+# New books' counters created on first use (an info line, counted apart).
+_COUNTER_INIT = re.compile(rb"stock_counters_created")
 _COUNTER_FIX = re.compile(rb"""['"]-?\d+->""")
 _ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 

@@ -132,12 +132,17 @@ def migrate() -> None:
 
 
 @app.command()
-def seed() -> None:
+def seed(
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="do not print the demo logins (`up` prints them)")
+    ] = False,
+) -> None:
     """Load the demo catalog and demo accounts (idempotent)."""
     settings = _settings()
     creds = asyncio.run(_seed(settings))
-    for role, entry in creds.items():
-        typer.echo(f"{role}: {entry['email']} / {entry['password']}")
+    if not quiet:
+        for role, entry in creds.items():
+            typer.echo(f"{role}: {entry['email']} / {entry['password']}")
 
 
 async def _seed(settings: Settings) -> dict[str, dict[str, str]]:
@@ -158,15 +163,27 @@ async def _seed(settings: Settings) -> dict[str, dict[str, str]]:
 
 
 @app.command()
-def reconcile() -> None:
-    """Rebuild every Redis stock counter exactly from PostgreSQL and report corrections."""
+def reconcile(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="also list the counters that were missing")
+    ] = False,
+) -> None:
+    """Rebuild every Redis stock counter exactly from PostgreSQL and report corrections
+    (one summary line; each counter that was wrong is named)."""
     settings = _settings()
     report = asyncio.run(_reconcile(settings))
-    if not report:
-        typer.echo("all stock counters were correct")
-    for book_id, (before, after) in sorted(report.items(), key=lambda kv: str(kv[0])):
-        was = "missing" if before is None else str(before)
-        typer.echo(f"book {book_id}: {was} -> {after}")
+    ordered = sorted(report.items(), key=lambda kv: str(kv[0]))
+    missing = [(book_id, after) for book_id, (before, after) in ordered if before is None]
+    wrong = [(book_id, b, a) for book_id, (b, a) in ordered if b is not None]
+    typer.echo(
+        f"stock counters: {len(missing)} created, {len(wrong)} corrected"
+        + ("" if report else " (all were correct)")
+    )
+    for book_id, before, after in wrong:
+        typer.echo(f"book {book_id}: {before} -> {after}")
+    if verbose:
+        for book_id, after in missing:
+            typer.echo(f"book {book_id}: missing -> {after}")
 
 
 async def _reconcile(settings: Settings) -> dict[UUID, tuple[int | None, int]]:
@@ -234,6 +251,10 @@ def up(
     try:
         need_pg, need_redis = not settings.database_url, not settings.redis_url
         if need_pg or need_redis:
+            started = " and ".join(
+                name for name, needed in (("PostgreSQL", need_pg), ("Redis", need_redis)) if needed
+            )
+            _step(f"starting {started} (embedded, data in {settings.data_dir})")
             embedded = EmbeddedServices(settings.data_dir)
             embedded.start(postgres=need_pg, redis=need_redis)
             if need_pg:
@@ -243,8 +264,14 @@ def up(
         env["PORT"] = str(settings.port)
         local = f"http://{_loopback(settings.host)}:{settings.port}"
         env.setdefault("PUBLIC_URL", local)
-        for step in ("migrate", "seed", "reconcile"):
-            subprocess.run([sys.executable, "-m", "bookbazar", step], env=env, check=True)
+        for step, title in (
+            (["migrate"], "migrating the database"),
+            (["seed", "--quiet"], "loading the demo catalog and accounts"),
+            (["reconcile"], "rebuilding the stock counters from PostgreSQL"),
+        ):
+            _step(title)
+            subprocess.run([sys.executable, "-m", "bookbazar", *step], env=env, check=True)
+        _step(f"starting the API on {local} and a worker")
         for command in ("api", "worker"):
             children[command] = subprocess.Popen(
                 [sys.executable, "-m", "bookbazar", command],
@@ -288,6 +315,10 @@ def up(
             embedded.stop()
         if stopping:
             typer.echo("stopped")
+
+
+def _step(title: str) -> None:
+    typer.echo(f"==> {title}…")
 
 
 def _loopback(host: str) -> str:

@@ -14,6 +14,7 @@ import structlog
 
 from bookbazar.config import Settings
 from bookbazar.logging import configure_logging
+from bookbazar.notify import mailer
 from bookbazar.notify.mailer import Mailer, masked_address
 from bookbazar.notify.render import Email
 
@@ -71,7 +72,10 @@ def test_configuring_again_does_not_double_the_lines(
 
 @pytest.mark.parametrize("environment", ["production", "development"])
 async def test_a_logged_email_shows_personal_data_only_in_development(
-    json_logs: None, capsys: pytest.CaptureFixture[str], environment: str
+    json_logs: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    environment: str,
 ) -> None:
     settings = Settings(  # no SMTP_URL: emails are logged, not sent
         _env_file=None,
@@ -79,6 +83,9 @@ async def test_a_logged_email_shows_personal_data_only_in_development(
         jwt_secret="pR0d-Jwt-S3cret-9f8e7d6c5b4a3210-ZyXwVu",
         sandbox_webhook_secret="whsec_prod_8c1d2e3f4a5b6c7d",
     )
+    # The module's logger may have been bound to an earlier configuration (structlog
+    # caches a logger on first use): a fresh one renders with this test's JSON set-up.
+    monkeypatch.setattr(mailer, "log", structlog.get_logger(mailer.__name__))
     email = Email(subject="Your order is paid", text="Dear Reader, 12 Baker Street", html="")
     assert await Mailer(settings).send("reader@bookbazar.example", email) is False
     [line] = _lines(capsys.readouterr().err)

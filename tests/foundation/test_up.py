@@ -114,6 +114,17 @@ def test_up_runs_everything_survives_a_crash_and_stops_cleanly() -> None:
                 creds["customer"]["password"],
             ):
                 assert expected in banner, banner[-2000:]
+            # Each step says what it is doing; the demo logins are printed once.
+            steps = [
+                "==> starting PostgreSQL and Redis",
+                "==> migrating the database",
+                "==> loading the demo catalog",
+                "==> rebuilding the stock counters",
+                "==> starting the API",
+            ]
+            at = [banner.find(step) for step in steps]
+            assert -1 not in at and at == sorted(at), banner[-3000:]
+            assert banner.count(creds["customer"]["password"]) == 1, banner[-3000:]
             children = first.descendants()
             commands = [" ".join(c.cmdline()) for c in children]
             assert any("bookbazar api" in c for c in commands), commands

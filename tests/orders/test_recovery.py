@@ -254,18 +254,39 @@ async def test_reconcile_while_orders_are_placed_is_exact(
 
 
 async def test_cli_reconcile_reports_corrections(settings: Settings, services: Services) -> None:
+    """One summary line; a wrong counter is named (and logged as drift), a missing one is
+    only counted (a fresh Redis would otherwise print a line per book)."""
     book = await create_book(services, stock=9)
     await services.redis.set(keys.avail(book), 2)  # corrupted counter
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bookbazar",
-        "reconcile",
-        env=_process_env(settings),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    assert f"book {book}: 2 -> 9" in out.decode()
+    fresh = await create_book(services, stock=4)
+    await services.redis.delete(keys.avail(fresh))  # no counter yet
+
+    async def run(*flags: str) -> tuple[str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bookbazar",
+            "reconcile",
+            *flags,
+            env=_process_env(settings),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        return out.decode(), err.decode()
+
+    out, err = await run()
+    assert out.startswith("stock counters: 1 created, 1 corrected"), out
+    assert f"book {book}: 2 -> 9" in out
+    assert str(fresh) not in out
+    assert "stock_counters_created" in err and str(fresh) not in err
+    assert "stock_reconciled" in err and str(book) in err
     assert await available(services, book) == 9
+    assert await available(services, fresh) == 4
+
+    await services.redis.delete(keys.avail(fresh))
+    out, _ = await run("--verbose")
+    assert f"book {fresh}: missing -> 4" in out
+    out, _ = await run()
+    assert out.strip() == "stock counters: 0 created, 0 corrected (all were correct)"

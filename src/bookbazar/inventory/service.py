@@ -354,10 +354,16 @@ class Inventory:
                 ],
             )
         report = _reconcile_report(raw, frozenset(UUID(b) for b in snap.restocked))
-        if report.corrected or report.repaired:
+        # A counter that was missing is set up (a new book, a fresh or emptied Redis): one
+        # summary line. A counter that was wrong, or a hold repaired, is drift: named.
+        created = [b for b, (old, _) in report.corrected.items() if old is None]
+        wrong = {b: c for b, c in report.corrected.items() if c[0] is not None}
+        if created:
+            log.info("stock_counters_created", books=len(created))
+        if wrong or report.repaired:
             log.warning(
                 "stock_reconciled",
-                corrected={str(b): f"{o}->{n}" for b, (o, n) in report.corrected.items()},
+                corrected={str(b): f"{o}->{n}" for b, (o, n) in wrong.items()},
                 repaired=[f"{o}:{t}:{a}" for o, t, a in report.repaired],
             )
         return report
