@@ -19,7 +19,22 @@ from bookbazar import __version__
 from bookbazar.config import ConfigError, Settings, load_settings
 from bookbazar.logging import configure_logging
 
-app = typer.Typer(help="Book Bazar: online bookstore backend.", no_args_is_help=True)
+
+def _setting_names() -> str:
+    names = [
+        str(field.validation_alias or name).upper() for name, field in Settings.model_fields.items()
+    ]
+    return ", ".join(names)
+
+
+app = typer.Typer(
+    help="Book Bazar: online bookstore backend.",
+    epilog=(
+        "Settings are read from the environment (or a .env file), see the README: "
+        + _setting_names()
+    ),
+    no_args_is_help=True,
+)
 
 
 def _print_version(value: bool) -> None:
@@ -73,8 +88,8 @@ def _require_urls(settings: Settings) -> tuple[str, str]:
 
 @app.command()
 def api(
-    host: Annotated[str | None, typer.Option(help="bind address (default HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default PORT)")] = None,
+    host: Annotated[str | None, typer.Option(help="bind address", envvar="HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="port", envvar="PORT")] = None,
 ) -> None:
     """Serve the REST API and Socket.IO (uvicorn)."""
     import uvicorn
@@ -223,7 +238,7 @@ def openapi(
 
 @app.command()
 def up(
-    port: Annotated[int | None, typer.Option(help="API port (default PORT or 8000)")] = None,
+    port: Annotated[int | None, typer.Option(help="API port (default 8000)", envvar="PORT")] = None,
 ) -> None:
     """Run everything locally: embedded PostgreSQL and Redis when no URLs are set,
     migrations, demo catalog, then the API and a worker until Ctrl-C or SIGTERM."""

@@ -43,8 +43,23 @@ class BadRequest(AppError):
 
 
 class Unauthorized(AppError):
+    """401, naming the scheme to authenticate with (RFC 9110 §11.6.1: a 401 carries
+    WWW-Authenticate). The accessToken cookie works too; Bearer is what a client sends."""
+
     status_code = 401
     default_message = "Authentication required"
+    CHALLENGE = 'Bearer realm="bookbazar"'
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        errors: list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            message, errors=errors, headers={"WWW-Authenticate": self.CHALLENGE, **(headers or {})}
+        )
 
 
 class Forbidden(AppError):

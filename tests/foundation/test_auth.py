@@ -190,6 +190,7 @@ async def test_wrong_credentials_are_401_without_saying_which(
     body = assert_error(resp, 401)
     assert body["message"] == "Invalid email or password"
     assert "set-cookie" not in resp.headers
+    assert resp.headers["www-authenticate"] == 'Bearer realm="bookbazar"'
 
 
 @pytest.mark.parametrize(
@@ -323,8 +324,10 @@ def _token(secret: str, **claims: Any) -> str:
 
 
 async def test_missing_token_is_401(client: httpx.AsyncClient) -> None:
-    body = assert_error(await client.get(ME), 401)
+    resp = await client.get(ME)
+    body = assert_error(resp, 401)
     assert "token" in body["message"].lower()
+    assert resp.headers["www-authenticate"] == 'Bearer realm="bookbazar"'
 
 
 @pytest.mark.parametrize(
@@ -338,7 +341,9 @@ async def test_missing_token_is_401(client: httpx.AsyncClient) -> None:
     ],
 )
 async def test_malformed_token_is_401(client: httpx.AsyncClient, authorization: str) -> None:
-    assert_error(await client.get(ME, headers={"Authorization": authorization}), 401)
+    resp = await client.get(ME, headers={"Authorization": authorization})
+    assert_error(resp, 401)
+    assert resp.headers["www-authenticate"].startswith("Bearer ")
 
 
 async def test_expired_token_is_401(client: httpx.AsyncClient, settings: Settings) -> None:

@@ -238,3 +238,16 @@ def test_the_cli_stops_with_the_setting_named(monkeypatch: pytest.MonkeyPatch) -
     result = CliRunner().invoke(cli, ["migrate"])
     assert result.exit_code == 2
     assert "DATABASE_URL" in result.output
+
+
+def test_every_setting_is_documented_and_named_in_help() -> None:
+    names = [
+        str(field.validation_alias or name).upper() for name, field in Settings.model_fields.items()
+    ]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    undocumented = [name for name in names if f"`{name}`" not in readme]
+    assert undocumented == [], f"settings missing from the README's table: {undocumented}"
+    shown = CliRunner().invoke(cli, ["--help"], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0
+    missing = [name for name in names if name not in shown.output]
+    assert missing == [], f"settings missing from `bookbazar --help`: {missing}"
