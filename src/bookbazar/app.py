@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from bookbazar import __version__
 from bookbazar.admin.routes import router as admin_router
+from bookbazar.auth.deps import COOKIE_NAME
 from bookbazar.auth.routes import router as auth_router
 from bookbazar.cart.routes import router as cart_router
 from bookbazar.catalog.routes import admin_router as catalog_admin_router
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None) -> BookBazarApp:
         )
     api.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
+    _document_cookie_auth(api)
     _add_operations_routes(api)  # /healthz first: load balancers call it most
     v1 = APIRouter(prefix="/api/v1")
     for router in API_ROUTERS:
@@ -126,6 +128,36 @@ def openapi_document() -> dict[str, Any]:
     )
     spec: dict[str, Any] = create_app(placeholder).api.openapi()
     return spec
+
+
+COOKIE_SCHEME = "accessTokenCookie"
+
+
+def _document_cookie_auth(api: FastAPI) -> None:
+    """The OpenAPI document names the accessToken cookie beside Bearer, as the
+    alternative it is (the browser storefront signs in with it), on every operation that
+    takes a token. Documentation only: no extra dependency runs per request."""
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is not None:
+            return api.openapi_schema
+        spec = generate()
+        schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes[COOKIE_SCHEME] = {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": COOKIE_NAME,
+            "description": "The HttpOnly cookie /auth/login sets (the same JWT)",
+        }
+        for item in spec.get("paths", {}).values():
+            for operation in item.values():
+                security = operation.get("security") if isinstance(operation, dict) else None
+                if security and {COOKIE_SCHEME: []} not in security:
+                    security.append({COOKIE_SCHEME: []})
+        return spec
+
+    api.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
 
 
 def _add_operations_routes(api: FastAPI) -> None:

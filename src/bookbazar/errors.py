@@ -123,6 +123,20 @@ def error_response(
     return JSONResponse(error_body(status, message, errors), status_code=status, headers=headers)
 
 
+def _idempotency_key_problem(exc: RequestValidationError) -> str | None:
+    """A required Idempotency-Key that is missing or out of bounds is a 400 (DESIGN §3),
+    as the route's own check says, not a 422: the header is declared required so that
+    the schema says so."""
+    from bookbazar.kit.idempotency import HEADER, MAX_KEY_LENGTH  # (it imports this module)
+
+    problems = exc.errors()
+    if not problems or any(tuple(p.get("loc", ()))[:2] != ("header", HEADER) for p in problems):
+        return None
+    if any(p.get("type") == "missing" for p in problems):
+        return f"The {HEADER} header is required for this request"
+    return f"The {HEADER} header must be 1-{MAX_KEY_LENGTH} characters"
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     """One {field, message} per problem; the rejected values are never echoed back
     (they may be passwords)."""
@@ -145,6 +159,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        key_problem = _idempotency_key_problem(exc)
+        if key_problem is not None:
+            return error_response(400, key_problem)
         errors = _validation_errors(exc)
         fields = ", ".join(e["field"] for e in errors)
         return error_response(422, f"Invalid request: check {fields}", errors)

@@ -56,3 +56,27 @@ def test_version_option() -> None:
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.strip() == f"bookbazar {__version__}"
+
+
+def test_the_contract_says_what_the_server_requires() -> None:
+    spec = openapi_document()
+    place = spec["paths"]["/api/v1/orders"]["post"]
+    [key] = [p for p in place["parameters"] if p["name"] == "Idempotency-Key"]
+    assert key["in"] == "header" and key["required"] is True
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["accessTokenCookie"] == {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "accessToken",
+        "description": "The HttpOnly cookie /auth/login sets (the same JWT)",
+    }
+    secured = [
+        operation
+        for item in spec["paths"].values()
+        for operation in item.values()
+        if operation.get("security")
+    ]
+    assert len(secured) > 15
+    for operation in secured:
+        assert {"HTTPBearer": []} in operation["security"]
+        assert {"accessTokenCookie": []} in operation["security"], operation["operationId"]

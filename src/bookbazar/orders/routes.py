@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from bookbazar.auth.deps import CurrentUser
 from bookbazar.db import SessionDep
-from bookbazar.kit.idempotency import HEADER, validate_key
+from bookbazar.kit.idempotency import HEADER, MAX_KEY_LENGTH, validate_key
 from bookbazar.kit.pagination import PageDep
 from bookbazar.kit.responses import ok
 from bookbazar.models import OrderStatus
@@ -29,9 +29,14 @@ async def place_order(
     user: CurrentUser,
     services: ServicesDep,
     idempotency_key: Annotated[
-        str | None,
-        Header(alias=HEADER, description="1-255 characters, unique per order attempt"),
-    ] = None,
+        str,
+        Header(
+            alias=HEADER,
+            min_length=1,
+            max_length=MAX_KEY_LENGTH,
+            description="1-255 characters, unique per order attempt (missing: 400)",
+        ),
+    ],
     body: Annotated[PlaceOrderIn | None, Body()] = None,
 ) -> Response:
     key = validate_key(idempotency_key)
