@@ -5,14 +5,15 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import socketio
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from bookbazar import __version__
@@ -25,7 +26,7 @@ from bookbazar.catalog.routes import router as catalog_router
 from bookbazar.config import Settings, get_settings
 from bookbazar.errors import error_response, install_error_handlers
 from bookbazar.kit import faults
-from bookbazar.kit.responses import ok
+from bookbazar.kit.responses import Envelope, ErrorEnvelope, ok
 from bookbazar.metrics import API as API_METRICS
 from bookbazar.middleware import RequestContextMiddleware
 from bookbazar.orders.routes import router as orders_router
@@ -160,12 +161,37 @@ def _document_cookie_auth(api: FastAPI) -> None:
     api.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
 
 
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready"]
+    checks: dict[str, str] = Field(description="each dependency: ok")
+
+
 def _add_operations_routes(api: FastAPI) -> None:
-    @api.get("/healthz", tags=["operations"], summary="The process is alive")
+    @api.get(
+        "/healthz",
+        tags=["operations"],
+        summary="The process is alive",
+        response_model=Envelope[HealthOut],
+    )
     async def healthz() -> Response:
         return ok({"status": "ok"}, "alive")
 
-    @api.get("/readyz", tags=["operations"], summary="PostgreSQL and Redis are reachable")
+    @api.get(
+        "/readyz",
+        tags=["operations"],
+        summary="PostgreSQL and Redis are reachable",
+        response_model=Envelope[ReadyOut],
+        responses={
+            503: {
+                "model": ErrorEnvelope,
+                "description": "Not ready: `errors[0]` has each dependency's check",
+            }
+        },
+    )
     async def readyz(request: Request) -> Response:
         services: Services = request.app.state.services
         checks: dict[str, str] = {}
@@ -184,7 +210,17 @@ def _add_operations_routes(api: FastAPI) -> None:
             return ok({"status": "ready", "checks": checks}, "ready")
         return error_response(503, "Not ready", [checks])
 
-    @api.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @api.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics (text exposition format)",
+        response_class=PlainTextResponse,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+            401: {"model": ErrorEnvelope, "description": "METRICS_TOKEN is set: send it"},
+            404: {"model": ErrorEnvelope, "description": "Off (production without a token)"},
+        },
+    )
     async def metrics(request: Request) -> Response:
         """This process's metrics: no query runs per scrape (order and stock gauges are
         the worker's, on WORKER_METRICS_PORT). With METRICS_TOKEN set a scrape must send

@@ -80,3 +80,28 @@ def test_the_contract_says_what_the_server_requires() -> None:
     for operation in secured:
         assert {"HTTPBearer": []} in operation["security"]
         assert {"accessTokenCookie": []} in operation["security"], operation["operationId"]
+
+
+def test_every_operation_declares_its_success_model_and_its_errors() -> None:
+    """A route added without a response model, or with an error FastAPI would document
+    as its own `{detail}` shape, fails here."""
+    spec = openapi_document()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            name = f"{method.upper()} {path}"
+            responses = operation["responses"]
+            success = [code for code in responses if code.startswith("2")]
+            assert len(success) == 1, f"{name}: success responses {success}"
+            content = responses[success[0]].get("content", {})
+            schemas = [media.get("schema") for media in content.values()]
+            assert schemas and all(schemas), f"{name} declares no response model"
+            if path != "/metrics":
+                assert "$ref" in json.dumps(schemas), f"{name}: its model is not a named one"
+            errors = {code: body for code, body in responses.items() if code >= "400"}
+            if path not in {"/healthz", "/metrics"}:  # the two that touch no dependency
+                assert "503" in errors, f"{name} does not declare 503"
+            if operation.get("security"):
+                assert "401" in errors, f"{name} takes a token but declares no 401"
+            for code, body in errors.items():
+                ref = json.dumps(body.get("content", {}))
+                assert "ErrorEnvelope" in ref, f"{name} {code} is not the error envelope"

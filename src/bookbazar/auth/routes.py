@@ -1,17 +1,19 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from bookbazar.auth import repository, service
 from bookbazar.auth.deps import COOKIE_NAME, CurrentUser
 from bookbazar.auth.ratelimit import LoginLimiter
-from bookbazar.auth.schemas import LoginIn, RegisterIn, UserOut
+from bookbazar.auth.schemas import LoginIn, MeOut, RegisterIn, SignedInOut, UserOut
 from bookbazar.auth.tokens import issue_token
 from bookbazar.config import Settings
 from bookbazar.db import SessionDep
 from bookbazar.errors import Unauthorized
-from bookbazar.kit.responses import ok
+from bookbazar.kit.responses import Envelope, errors, ok
 from bookbazar.models import User
 from bookbazar.redis import RedisDep
 
@@ -36,13 +38,24 @@ def _signed_in(request: Request, user: User, message: str, status: int) -> JSONR
     return response
 
 
-@router.post("/register", status_code=201, summary="Create an account and sign in")
+@router.post(
+    "/register",
+    status_code=201,
+    summary="Create an account and sign in",
+    response_model=Envelope[SignedInOut],
+    responses=errors(409, 422),
+)
 async def register(body: RegisterIn, request: Request, session: SessionDep) -> Response:
     user = await service.register(session, email=body.email, password=body.password, name=body.name)
     return _signed_in(request, user, "Registered", 201)
 
 
-@router.post("/login", summary="Sign in (JWT in the body and an HttpOnly cookie)")
+@router.post(
+    "/login",
+    summary="Sign in (JWT in the body and an HttpOnly cookie)",
+    response_model=Envelope[SignedInOut],
+    responses=errors(401, 422, 429),
+)
 async def login(body: LoginIn, request: Request, session: SessionDep, redis: RedisDep) -> Response:
     settings: Settings = request.app.state.settings
     limiter = LoginLimiter(
@@ -57,7 +70,12 @@ async def login(body: LoginIn, request: Request, session: SessionDep, redis: Red
     return _signed_in(request, user, "Signed in", 200)
 
 
-@router.post("/logout", summary="Sign out (clears the cookie)")
+@router.post(
+    "/logout",
+    summary="Sign out (clears the cookie)",
+    response_model=Envelope[dict[str, Any]],
+    responses=errors(),
+)
 async def logout(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     response = ok({}, "Signed out")
@@ -72,7 +90,12 @@ async def logout(request: Request) -> Response:
     return response
 
 
-@router.get("/me", summary="The signed-in user")
+@router.get(
+    "/me",
+    summary="The signed-in user",
+    response_model=Envelope[MeOut],
+    responses=errors(401),
+)
 async def me(user: CurrentUser, session: SessionDep) -> Response:
     found = await repository.get_by_id(session, user.id)
     if found is None:

@@ -37,3 +37,12 @@ class UserOut(BaseModel):
     name: str
     role: str
     created_at: datetime = Field(serialization_alias="createdAt")
+
+
+class SignedInOut(BaseModel):
+    user: UserOut
+    accessToken: str = Field(description="the JWT (also set as the HttpOnly accessToken cookie)")
+
+
+class MeOut(BaseModel):
+    user: UserOut

@@ -7,18 +7,23 @@ from fastapi import APIRouter, Header, Query, Response
 
 from bookbazar.auth.deps import AdminUser
 from bookbazar.catalog import service
-from bookbazar.catalog.schemas import BookIn, RestockIn
+from bookbazar.catalog.schemas import AdminBookOut, BookIn, BookOut, RestockIn
 from bookbazar.db import SessionDep
 from bookbazar.kit.idempotency import HEADER, validate_key
 from bookbazar.kit.pagination import PageDep
-from bookbazar.kit.responses import ok
+from bookbazar.kit.responses import Envelope, Page, errors, ok
 from bookbazar.services import ServicesDep
 
 router = APIRouter(prefix="/books", tags=["catalog"])
 admin_router = APIRouter(prefix="/admin/books", tags=["admin"])
 
 
-@router.get("", summary="Search the catalog")
+@router.get(
+    "",
+    summary="Search the catalog",
+    response_model=Envelope[Page[BookOut]],
+    responses=errors(422),
+)
 async def list_books(
     services: ServicesDep,
     page: PageDep,
@@ -27,17 +32,30 @@ async def list_books(
     return ok(await service.list_books(services, q, page))
 
 
-@router.get("/{book_id}", summary="One book")
+@router.get(
+    "/{book_id}", summary="One book", response_model=Envelope[BookOut], responses=errors(404, 422)
+)
 async def get_book(book_id: uuid.UUID, services: ServicesDep, session: SessionDep) -> Response:
     return ok(await service.get_book(session, services.inventory, book_id))
 
 
-@admin_router.post("", status_code=201, summary="Add a book (admin)")
+@admin_router.post(
+    "",
+    status_code=201,
+    summary="Add a book (admin)",
+    response_model=Envelope[AdminBookOut],
+    responses=errors(401, 403, 409, 422),
+)
 async def create_book(body: BookIn, _: AdminUser, session: SessionDep) -> Response:
     return ok(await service.create_book(session, body), "Book created", status=201)
 
 
-@admin_router.post("/{book_id}/restock", summary="Add units on hand (admin)")
+@admin_router.post(
+    "/{book_id}/restock",
+    summary="Add units on hand (admin)",
+    response_model=Envelope[AdminBookOut],
+    responses=errors(401, 403, 404, 409, 422),
+)
 async def restock(
     book_id: uuid.UUID,
     body: RestockIn,

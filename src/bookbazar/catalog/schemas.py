@@ -45,4 +45,4 @@ class BookOut(BaseModel):
 
 
 class AdminBookOut(BookOut):
-    stock: int
+    stock: int = Field(description="units on hand (PostgreSQL)")

@@ -10,10 +10,10 @@ from bookbazar.auth.deps import CurrentUser
 from bookbazar.db import SessionDep
 from bookbazar.kit.idempotency import HEADER, MAX_KEY_LENGTH, validate_key
 from bookbazar.kit.pagination import PageDep
-from bookbazar.kit.responses import ok
+from bookbazar.kit.responses import Envelope, ErrorEnvelope, Page, errors, ok
 from bookbazar.models import OrderStatus
 from bookbazar.orders import placement, service
-from bookbazar.orders.schemas import PlaceOrderIn
+from bookbazar.orders.schemas import OrderOut, PlaceOrderIn
 from bookbazar.services import ServicesDep
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -23,7 +23,15 @@ router = APIRouter(prefix="/orders", tags=["orders"])
     "",
     status_code=201,
     summary="Place an order from the cart (requires Idempotency-Key)",
-    responses={409: {"description": "Not enough stock, or the same key is in flight"}},
+    response_model=Envelope[OrderOut],
+    responses={
+        **errors(400, 401, 422),
+        409: {
+            "model": ErrorEnvelope,
+            "description": "Not enough stock (`errors` lists each short line: bookId, "
+            "requested, available), or a request with this key is still in flight",
+        },
+    },
 )
 async def place_order(
     user: CurrentUser,
@@ -45,17 +53,32 @@ async def place_order(
     return JSONResponse(placed.body, status_code=placed.status, headers=headers)
 
 
-@router.get("", summary="The caller's orders, newest first")
+@router.get(
+    "",
+    summary="The caller's orders, newest first",
+    response_model=Envelope[Page[OrderOut]],
+    responses=errors(401, 422),
+)
 async def list_orders(user: CurrentUser, session: SessionDep, page: PageDep) -> Response:
     return ok(await service.list_orders(session, user.id, page))
 
 
-@router.get("/{order_id}", summary="One of the caller's orders")
+@router.get(
+    "/{order_id}",
+    summary="One of the caller's orders",
+    response_model=Envelope[OrderOut],
+    responses=errors(401, 404, 422),
+)
 async def get_order(order_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
     return ok(await service.get_order(session, user.id, order_id))
 
 
-@router.post("/{order_id}/cancel", summary="Cancel an order awaiting payment")
+@router.post(
+    "/{order_id}/cancel",
+    summary="Cancel an order awaiting payment",
+    response_model=Envelope[OrderOut],
+    responses=errors(401, 404, 409, 422),
+)
 async def cancel_order(order_id: uuid.UUID, user: CurrentUser, services: ServicesDep) -> Response:
     order = await service.cancel_order(services, user.id, order_id)
     message = (

@@ -3,9 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from bookbazar.auth.deps import CurrentUser
-from bookbazar.kit.responses import ok
+from bookbazar.kit.responses import Envelope, ErrorEnvelope, errors, ok
 from bookbazar.payments import service
-from bookbazar.payments.schemas import InitPaymentIn
+from bookbazar.payments.schemas import InitPaymentIn, PaymentIntentOut, WebhookAckOut
 from bookbazar.services import Services, ServicesDep
 
 router = APIRouter(prefix="/payments", tags=["payments"])
@@ -14,11 +14,8 @@ router = APIRouter(prefix="/payments", tags=["payments"])
 @router.post(
     "/init",
     summary="Create (once) the payment intent for one of the caller's orders",
-    responses={
-        404: {"description": "No such order, or not the caller's"},
-        409: {"description": "The order is not awaiting payment"},
-        502: {"description": "The payment provider did not answer"},
-    },
+    response_model=Envelope[PaymentIntentOut],
+    responses=errors(401, 404, 409, 422, 502),
 )
 async def init_payment(body: InitPaymentIn, user: CurrentUser, services: ServicesDep) -> Response:
     data = await service.init_payment(services, user.id, body.orderId)
@@ -35,7 +32,11 @@ async def _webhook(services: Services, provider: str, request: Request) -> Respo
 @router.post(
     "/webhook",
     summary="Provider webhook for the configured PAYMENT_PROVIDER",
-    responses={400: {"description": "Bad, stale or missing signature"}},
+    response_model=Envelope[WebhookAckOut],
+    responses={
+        **errors(),
+        400: {"model": ErrorEnvelope, "description": "Bad, stale or missing signature"},
+    },
 )
 async def webhook(request: Request, services: ServicesDep) -> Response:
     return await _webhook(services, services.settings.payment_provider, request)
@@ -44,9 +45,11 @@ async def webhook(request: Request, services: ServicesDep) -> Response:
 @router.post(
     "/webhook/{provider}",
     summary="Provider webhook (sandbox, stripe, razorpay)",
+    response_model=Envelope[WebhookAckOut],
     responses={
-        400: {"description": "Bad, stale or missing signature"},
-        404: {"description": "Unknown or unconfigured provider"},
+        **errors(422),
+        400: {"model": ErrorEnvelope, "description": "Bad, stale or missing signature"},
+        404: {"model": ErrorEnvelope, "description": "Unknown or unconfigured provider"},
     },
 )
 async def provider_webhook(provider: str, request: Request, services: ServicesDep) -> Response:

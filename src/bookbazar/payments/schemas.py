@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import enum
 import uuid
+from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bookbazar.kit.queues import PAYMENT, JobPayload, job_id
+from bookbazar.kit.responses import OutModel
 
 
 class PaymentStatus(enum.StrEnum):
@@ -97,3 +100,45 @@ class SandboxDeliveryJob(JobPayload):
 
     def job_id(self) -> str:
         return self.event_id
+
+
+# ---------------------------------------------------------------- responses
+
+
+class PaymentIntentOut(OutModel):
+    """What the buyer needs to pay: the sandbox and Stripe give a client secret and a
+    page to complete it on; Razorpay an order id for its Checkout."""
+
+    order_id: uuid.UUID
+    provider: str
+    payment_intent_id: str
+    client_secret: str | None
+    redirect_url: str | None
+    amount: int = Field(description="minor units")
+    currency: str
+    status: PaymentStatus
+    expires_at: datetime | None = Field(description="pay before this; the order expires then")
+
+
+class WebhookAckOut(OutModel):
+    received: Literal[True]
+    result: str = Field(
+        description="what the event did: paid, already_paid, refund, mismatch, "
+        "payment_failed, stale, duplicate, ignored, unknown_intent"
+    )
+
+
+class PaymentReviewOut(OutModel):
+    """A payment whose money is (being) given back, and why."""
+
+    payment_id: uuid.UUID
+    order_id: uuid.UUID
+    customer: str | None
+    provider: str
+    payment_intent_id: str
+    amount: int
+    currency: str
+    status: PaymentStatus
+    reason: str | None
+    refund_id: str | None
+    updated_at: datetime | None
