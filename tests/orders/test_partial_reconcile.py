@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from structlog.testing import capture_logs
 from tests.conftest import create_book, register
 from tests.orders.conftest import add_to_cart, available, hold_of, place, reservation_exists
 
@@ -100,15 +99,13 @@ async def test_cart_add_of_an_unknown_book_is_404_and_runs_no_reconcile(
 
     monkeypatch.setattr(services.inventory, "reconcile", spy)
     unknown = uuid.uuid4()
-    with capture_logs() as logs:
-        resp = await client.post(
-            "/api/v1/cart/add",
-            json={"bookId": str(unknown), "quantity": 1},
-            headers=user["headers"],
-        )
+    resp = await client.post(
+        "/api/v1/cart/add",
+        json={"bookId": str(unknown), "quantity": 1},
+        headers=user["headers"],
+    )
     assert resp.status_code == 404, resp.text
-    assert calls == []
-    assert [e for e in logs if e["event"] == "stock_reconciled"] == []
+    assert calls == []  # (a log capture here could miss a logger cached earlier)
     assert await services.redis.exists(keys.avail(unknown)) == 0
 
     # The spy does see reconciles: a real book's first view rebuilds its counter.
