@@ -34,6 +34,7 @@ from bookbazar.payments.routes import router as payments_router
 from bookbazar.payments.sandbox_page import router as sandbox_checkout_router
 from bookbazar.realtime.server import create_sio, gateway_of
 from bookbazar.services import Services
+from bookbazar.storefront.routes import not_found_page
 from bookbazar.storefront.routes import router as storefront_router
 
 log = structlog.get_logger(__name__)
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None) -> BookBazarApp:
     )
     api.state.settings = settings
     api.state.sio = sio
-    install_error_handlers(api)
+    install_error_handlers(api, page_not_found=not_found_page)
     if settings.cors_origins:
         api.add_middleware(
             CORSMiddleware,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -152,7 +153,13 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def install_error_handlers(app: FastAPI) -> None:
+PageFor404 = Callable[[Request], Response | None]
+
+
+def install_error_handlers(app: FastAPI, *, page_not_found: PageFor404 | None = None) -> None:
+    """The error envelope for every failure. `page_not_found`, when given, may answer a
+    404 with a page instead (a browser that asked for an unknown storefront path)."""
+
     async def on_app_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)
         return error_response(exc.status_code, exc.message, exc.errors, exc.headers)
@@ -166,8 +173,12 @@ def install_error_handlers(app: FastAPI) -> None:
         fields = ", ".join(e["field"] for e in errors)
         return error_response(422, f"Invalid request: check {fields}", errors)
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404 and page_not_found is not None:
+            page = page_not_found(request)
+            if page is not None:
+                return page
         message = exc.detail if isinstance(exc.detail, str) else "Request failed"
         return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
 

@@ -90,6 +90,28 @@ async def test_malformed_order_id_gets_the_html_404_page(client: httpx.AsyncClie
     assert "Page not found" in resp.text
 
 
+async def test_an_unknown_storefront_path_gets_the_html_404_page_in_a_browser(
+    client: httpx.AsyncClient,
+) -> None:
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    for path in ("/no-such-page", "/books/shelf/9", "/orders/1/extra"):
+        resp = await client.get(path, headers=browser)
+        assert resp.status_code == 404, path
+        assert resp.headers["content-type"].startswith("text/html"), path
+        assert "Page not found" in resp.text
+        assert "Content-Security-Policy" in resp.headers
+    # A client that does not ask for HTML, and every API or asset path, gets the envelope.
+    for path, headers in (
+        ("/no-such-page", {"Accept": "application/json"}),
+        ("/api/v1/no-such-thing", browser),
+        ("/assets/no-such.js", browser),
+    ):
+        resp = await client.get(path, headers=headers)
+        assert resp.status_code == 404, path
+        body = resp.json()
+        assert body["success"] is False and body["statusCode"] == 404, path
+
+
 async def test_pages_do_not_shadow_the_api_or_operations(client: httpx.AsyncClient) -> None:
     health = await client.get("/healthz")
     assert health.status_code == 200

@@ -115,6 +115,21 @@ def _page(key: str, status: int = 200) -> Response:
     )
 
 
+# Paths that belong to the API, its documents and the operations: their 404s stay JSON.
+_NOT_PAGES = ("/api/", "/socket.io", "/assets/", "/sandbox/", "/docs", "/redoc", "/openapi")
+
+
+def not_found_page(request: Request) -> Response | None:
+    """The HTML 404 page for a browser that asked for an unknown storefront path (GET,
+    accepting HTML); None for anything else (the JSON error envelope answers)."""
+    path = request.url.path
+    if request.method not in ("GET", "HEAD") or path.startswith(_NOT_PAGES):
+        return None
+    if "text/html" not in request.headers.get("accept", ""):
+        return None
+    return _page("notfound", 404)
+
+
 @router.get("/")
 async def catalog_page() -> Response:
     return _page("catalog")
