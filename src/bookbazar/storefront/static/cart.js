@@ -174,6 +174,7 @@ async function removeLine(item) {
 }
 
 $("#clear-cart").addEventListener("click", async () => {
+  if (!window.confirm("Remove every book from your cart?")) return;
   const result = await api("DELETE", "/cart");
   if (result.ok) {
     state.cart = result.data;

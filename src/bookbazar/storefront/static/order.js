@@ -248,6 +248,7 @@ $("#order-pay").addEventListener("click", async () => {
 });
 
 $("#order-cancel").addEventListener("click", async () => {
+  if (!window.confirm("Cancel this order? Its books go back on the shelf.")) return;
   const button = $("#order-cancel");
   button.disabled = true;
   const result = await api("POST", `/orders/${encodeURIComponent(orderId)}/cancel`);
