@@ -9,7 +9,9 @@ import {
   live,
   money,
   say,
-  setCartCount,
+  cartChanged,
+  currentCart,
+  onCartChange,
   showAlert,
   srOnly,
 } from "./common.js";
@@ -94,7 +96,7 @@ function render() {
   const view = $("#cart-view");
   view.setAttribute("aria-busy", "false");
   const cart = state.cart;
-  setCartCount(cart.items);
+  cartChanged(cart);
   view.dataset.version = String(cart.version);
   $("#cart-actions").hidden = cart.items.length === 0;
   if (cart.items.length === 0) {
@@ -120,14 +122,18 @@ function render() {
   }
 }
 
+function show(cart, { announce = false } = {}) {
+  const changed = state.cart && cart.version !== state.cart.version;
+  state.cart = cart;
+  render();
+  if (announce && changed) say("Your cart was updated in another tab.");
+}
+
 async function load({ announce = false } = {}) {
   const result = await api("GET", "/cart");
   if (result.status === 401) return goToLogin();
   if (!result.ok) return showAlert(`Could not load your cart: ${result.message}`);
-  const changed = state.cart && result.data.version !== state.cart.version;
-  state.cart = result.data;
-  render();
-  if (announce && changed) say("Your cart was updated in another tab.");
+  show(result.data, { announce });
 }
 
 async function change(item, request) {
@@ -185,15 +191,14 @@ $("#clear-cart").addEventListener("click", async () => {
   }
 });
 
-live.on("cart:update", (event) => {
-  // Our own changes arrive here too; only a newer version than we show needs a re-read.
-  if (!state.cart || event.version > state.cart.version) load({ announce: true });
-});
+// Another tab's change: the header read the cart once; show that read.
+onCartChange((cart) => show(cart, { announce: true }));
 live.onConnected(({ reconnect }) => {
   if (reconnect) load({ announce: true });
 });
 
 if (user) {
-  await load();
+  if (currentCart()) show(currentCart());
+  else await load();
   document.body.dataset.ready = "true";
 }

@@ -9,7 +9,9 @@ import {
   live,
   money,
   say,
-  setCartCount,
+  cartChanged,
+  currentCart,
+  onCartChange,
   showAlert,
   srOnly,
 } from "./common.js";
@@ -122,16 +124,9 @@ async function load() {
   if (user) live.watchBooks([...state.books.keys()]);
 }
 
-async function loadCart() {
-  if (!user) return;
-  const cart = await api("GET", "/cart");
-  if (!cart.ok) return;
-  applyCart(cart.data);
-}
-
 function applyCart(cart) {
   state.inCart = new Map(cart.items.map((item) => [item.bookId, item.quantity]));
-  setCartCount(cart.items);
+  cartChanged(cart);
   for (const card of document.querySelectorAll(".book-card")) {
     const book = state.books.get(card.dataset.bookId);
     if (book) renderStock(card, book);
@@ -198,7 +193,7 @@ live.on("stock:update", ({ bookId, available }) => {
   if (wasAvailable && available <= 0) say(`“${book.title}” just sold out.`);
   if (!wasAvailable && available > 0) say(`“${book.title}” is back in stock.`);
 });
-live.on("cart:update", () => loadCart());
+onCartChange(applyCart);
 live.onConnected(({ reconnect }) => {
   // Stock moved while we were away: re-read the visible books.
   if (reconnect) load();
@@ -222,5 +217,5 @@ $("#prev-page").addEventListener("click", () => go(Math.max(1, state.page - 1)))
 $("#next-page").addEventListener("click", () => go(state.page + 1));
 
 await load();
-await loadCart();
+if (currentCart()) applyCart(currentCart());
 document.body.dataset.ready = "true";

@@ -3,8 +3,10 @@
 import {
   $,
   api,
+  cartChanged,
   clearAlert,
   countdown,
+  currentCart,
   goToLogin,
   h,
   initPage,
@@ -85,14 +87,18 @@ function renderSummary() {
   $("#checkout-form").hidden = false;
 }
 
-async function loadCart() {
-  const result = await api("GET", "/cart");
-  if (result.status === 401) return goToLogin();
-  if (!result.ok) return showAlert(`Could not load your cart: ${result.message}`);
-  state.cart = result.data;
-  setCartCount(result.data.items);
+async function loadCart({ fresh = false } = {}) {
+  let cart = fresh ? null : currentCart();
+  if (!cart) {
+    const result = await api("GET", "/cart");
+    if (result.status === 401) return goToLogin();
+    if (!result.ok) return showAlert(`Could not load your cart: ${result.message}`);
+    cart = result.data;
+    cartChanged(cart);
+  }
+  state.cart = cart;
   renderSummary();
-  if (!result.data.items.length) await showOpenOrder();
+  if (!cart.items.length) await showOpenOrder();
 }
 
 /** With an empty cart, point at an order still awaiting payment (e.g. after a reload). */
@@ -188,7 +194,7 @@ async function placeOrder(event) {
   finishAttempt();
   if (result.status === 400) {
     showAlert(result.message, "warning");
-    await loadCart();
+    await loadCart({ fresh: true });
     return;
   }
   showAlert(result.message);

@@ -195,17 +195,45 @@ export async function initPage({ live: wantLive = true } = {}) {
   currentUser = me.ok && me.data ? me.data.user : null;
   renderHeader(currentUser);
   if (currentUser) {
-    const cart = await api("GET", "/cart");
-    if (cart.ok) setCartCount(cart.data.items);
-    live.on("cart:update", () => refreshCartCount());
+    await readCart();
+    live.on("cart:update", (event) => {
+      // Our own changes arrive here too: only a newer version than we hold is read.
+      if (!cartValue || event.version > cartValue.version) readCart();
+    });
     if (wantLive) live.start(currentUser);
   }
   return currentUser;
 }
 
-async function refreshCartCount() {
+// ------------------------------------------------------------------ the cart, read once
+// One read per page load and one per cart:update, shared by the header's count and the
+// page (catalog, cart, checkout), which subscribe instead of reading again.
+
+let cartValue = null;
+const cartListeners = [];
+
+/** The signed-in buyer's cart as last read or changed (null when signed out). */
+export function currentCart() {
+  return cartValue;
+}
+
+/** Called with the cart each time another tab's change made us read it again. */
+export function onCartChange(listener) {
+  cartListeners.push(listener);
+}
+
+/** A page that changed the cart itself passes the answer here (it is the newest cart). */
+export function cartChanged(cart) {
+  cartValue = cart;
+  setCartCount(cart.items);
+}
+
+async function readCart() {
   const cart = await api("GET", "/cart");
-  if (cart.ok) setCartCount(cart.data.items);
+  if (!cart.ok) return;
+  const first = cartValue === null;
+  cartChanged(cart.data);
+  if (!first) for (const listener of cartListeners) listener(cart.data);
 }
 
 // ------------------------------------------------------------------ live updates
