@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from xml.etree import ElementTree  # parses our own SVG output only
 
 import httpx
 import pytest
 
+from bookbazar.services import Services
 from bookbazar.storefront.routes import PAGES, load_asset
+from tests.conftest import create_book
 
 PAGE_PATHS = {
     "/": "catalog.js",
@@ -122,3 +125,25 @@ async def test_pages_do_not_shadow_the_api_or_operations(client: httpx.AsyncClie
     # The storefront stays out of the OpenAPI document.
     spec = (await client.get("/openapi.json")).json()
     assert "/" not in spec["paths"] and "/assets/{name}" not in spec["paths"]
+
+
+async def test_every_book_has_a_generated_cover(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    book = await create_book(services, title='A <script>"Tale"</script> & more', stock=1)
+    resp = await client.get(f"/covers/{book}.svg")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("image/svg+xml")
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    svg = ElementTree.fromstring(resp.text)  # well-formed: the title is escaped
+    assert svg.tag.endswith("svg") and svg.get("role") == "img"
+    assert svg.get("aria-label", "").startswith('Cover of A <script>"Tale"</script> & more by ')
+    assert "<script>" not in resp.text
+    again = await client.get(f"/covers/{book}.svg")
+    assert again.text == resp.text  # the same book, the same cover
+    cached = await client.get(
+        f"/covers/{book}.svg", headers={"If-None-Match": resp.headers["etag"]}
+    )
+    assert cached.status_code == 304
+    for missing in (uuid.uuid4(), "not-a-book"):
+        assert (await client.get(f"/covers/{missing}.svg")).status_code == 404

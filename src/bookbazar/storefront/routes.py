@@ -17,7 +17,10 @@ from string import Template
 
 from fastapi import APIRouter, Request, Response
 
+from bookbazar.db import SessionDep
 from bookbazar.errors import NotFound
+from bookbazar.models import Book
+from bookbazar.storefront.covers import cover_svg
 
 router = APIRouter(include_in_schema=False)
 
@@ -168,6 +171,23 @@ async def order_page(order_id: str) -> Response:
 @router.get("/admin")
 async def admin_page() -> Response:
     return _page("admin")
+
+
+@router.get("/covers/{book_id}.svg")
+async def cover(book_id: str, request: Request, session: SessionDep) -> Response:
+    """The book's generated cover (an SVG from its title and author)."""
+    try:
+        book = await session.get(Book, uuid.UUID(book_id))
+    except ValueError:
+        book = None
+    if book is None:
+        raise NotFound("No such book")
+    svg = cover_svg(book.id, book.title, book.author).encode()
+    etag = '"' + hashlib.sha256(svg).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(svg, media_type="image/svg+xml", headers=headers)
 
 
 @router.get(ASSET_PREFIX + "/{name}")

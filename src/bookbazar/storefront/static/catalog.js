@@ -58,6 +58,14 @@ function bookCard(book) {
   const card = h(
     "li",
     { class: "book-card", dataset: { bookId: book.id }, "aria-labelledby": titleId },
+    h("img", {
+      class: "cover",
+      src: `/covers/${encodeURIComponent(book.id)}.svg`,
+      alt: "",
+      width: 100,
+      height: 150,
+      loading: "lazy",
+    }),
     h("h2", { class: "book-title", id: titleId }, book.title),
     h("p", { class: "author" }, `by ${book.author}`),
     h("p", { class: "price" }, money(book.price, book.currency)),
