@@ -105,6 +105,46 @@ async def test_empty_query_lists_everything(
         assert {i["id"] for i in data["items"]} == {str(b) for b in shelf.values()}
 
 
+async def test_the_catalog_sorts_by_title_price_and_newest(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Each order is total (ties broken by title, then id), pages follow it without
+    overlap, and each order is its own cached page."""
+    books = {
+        "Cheap Middle": await create_book(services, title="Cheap Middle", price=100),
+        "Apex Dear": await create_book(services, title="Apex Dear", price=900),
+        "Zed Cheap": await create_book(services, title="Zed Cheap", price=100),
+        "Mid Price": await create_book(services, title="Mid Price", price=500),
+    }
+    async with services.sessionmaker() as session, session.begin():
+        for age, title in enumerate(["Mid Price", "Zed Cheap", "Apex Dear", "Cheap Middle"]):
+            await session.execute(
+                text(
+                    "UPDATE books SET created_at = now() - make_interval(days => :age) "
+                    "WHERE id = :id"
+                ),
+                {"age": age, "id": books[title]},
+            )
+
+    async def titles(**params: Any) -> list[str]:
+        return [i["title"] for i in (await search(client, **params))["items"]]
+
+    assert await titles() == ["Apex Dear", "Cheap Middle", "Mid Price", "Zed Cheap"]
+    assert await titles(sort="title") == await titles()
+    assert await titles(sort="price") == ["Cheap Middle", "Zed Cheap", "Mid Price", "Apex Dear"]
+    assert await titles(sort="price_desc") == [
+        "Apex Dear",
+        "Mid Price",
+        "Cheap Middle",
+        "Zed Cheap",
+    ]
+    assert await titles(sort="newest") == ["Mid Price", "Zed Cheap", "Apex Dear", "Cheap Middle"]
+    paged = [t for page in (1, 2) for t in await titles(sort="price", page=page, pageSize=2)]
+    assert paged == await titles(sort="price")
+    refused = await client.get(BOOKS, params={"sort": "popularity"})
+    assert refused.status_code == 422 and "sort" in error_fields(refused.json())
+
+
 async def test_cached_pages_follow_every_change_of_the_books(
     client: httpx.AsyncClient, services: Services
 ) -> None:

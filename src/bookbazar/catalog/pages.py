@@ -25,7 +25,17 @@ from bookbazar.pg import Pg
 
 _MAX_PAGES = 512
 
-# The version, and the page under it, read in one snapshot.
+# The catalog's orders (the `sort` query parameter), each ending on the id: a total order,
+# so pages never overlap or skip a book.
+SORTS: dict[str, str] = {
+    "title": "title, id",
+    "price": "price, title, id",
+    "price_desc": "price DESC, title, id",
+    "newest": "created_at DESC, id",
+}
+DEFAULT_SORT = "title"
+
+# The version, and the page under it, read in one snapshot ({order} is one of SORTS).
 _SEARCH = """
 SELECT v.version, b.id, b.title, b.author, b.price, b.currency, b.isbn, b.description,
        b.total
@@ -34,7 +44,7 @@ LEFT JOIN LATERAL (
   SELECT id, title, author, price, currency, isbn, description, count(*) OVER () AS total
   FROM books
   WHERE $1::text IS NULL OR title ILIKE $1 OR author ILIKE $1
-  ORDER BY title, id
+  ORDER BY {order}
   OFFSET $2 LIMIT $3
 ) b ON true
 WHERE v.id = 1
@@ -55,28 +65,30 @@ class CatalogPages:
     def __init__(self, pg: Pg, *, max_pages: int = _MAX_PAGES) -> None:
         self.pg = pg
         self.max_pages = max_pages
-        self._pages: OrderedDict[tuple[str | None, int, int], Page] = OrderedDict()
+        self._pages: OrderedDict[tuple[str | None, str, int, int], Page] = OrderedDict()
 
-    async def get(self, q: str | None, *, offset: int, limit: int) -> Page:
-        """The books of one page of the catalog (title order), searched by title or author
-        when `q` is given."""
-        key = (q, offset, limit)
+    async def get(
+        self, q: str | None, *, offset: int, limit: int, sort: str = DEFAULT_SORT
+    ) -> Page:
+        """The books of one page of the catalog in `sort` order (a key of SORTS), searched
+        by title or author when `q` is given."""
+        key = (q, sort, offset, limit)
         cached = self._pages.get(key)
         if cached is not None:
             version = await self.pg.fetchval("SELECT version FROM catalog_version WHERE id = 1")
             if version == cached.version:
                 self._pages.move_to_end(key)
                 return cached
-        page = await self._read(q, offset, limit)
+        page = await self._read(q, sort, offset, limit)
         self._pages[key] = page
         self._pages.move_to_end(key)
         while len(self._pages) > self.max_pages:
             self._pages.popitem(last=False)
         return page
 
-    async def _read(self, q: str | None, offset: int, limit: int) -> Page:
+    async def _read(self, q: str | None, sort: str, offset: int, limit: int) -> Page:
         pattern = like_pattern(q) if q else None
-        rows = await self.pg.fetch(_SEARCH, pattern, offset, limit)
+        rows = await self.pg.fetch(_SEARCH.format(order=SORTS[sort]), pattern, offset, limit)
         version = int(rows[0].version)
         found = [r for r in rows if r.id is not None]
         if found:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 
@@ -28,8 +28,12 @@ async def list_books(
     services: ServicesDep,
     page: PageDep,
     q: Annotated[str | None, Query(max_length=200, description="title or author")] = None,
+    sort: Annotated[
+        Literal["title", "price", "price_desc", "newest"],
+        Query(description="title (A-Z), price (low first), price_desc, newest (added last first)"),
+    ] = "title",
 ) -> Response:
-    return ok(await service.list_books(services, q, page))
+    return ok(await service.list_books(services, q, page, sort))
 
 
 @router.get(

@@ -10,6 +10,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.catalog import repository
+from bookbazar.catalog.pages import DEFAULT_SORT
 from bookbazar.catalog.schemas import AdminBookOut, BookIn, BookOut
 from bookbazar.errors import Conflict, NotFound, Unprocessable
 from bookbazar.inventory.service import Inventory
@@ -38,11 +39,13 @@ def _admin_out(book: Book, available: int) -> AdminBookOut:
     return AdminBookOut(**_out(book, available).model_dump(), stock=book.stock)
 
 
-async def list_books(services: Services, q: str | None, page: PageParams) -> dict[str, Any]:
-    """One page of the catalog: the books from the process's page cache (catalog/pages.py),
-    their availability live from the stock counters."""
+async def list_books(
+    services: Services, q: str | None, page: PageParams, sort: str = DEFAULT_SORT
+) -> dict[str, Any]:
+    """One page of the catalog in `sort` order: the books from the process's page cache
+    (catalog/pages.py), their availability live from the stock counters."""
     found = await services.catalog.get(
-        q.strip() or None if q else None, offset=page.offset, limit=page.page_size
+        q.strip() or None if q else None, offset=page.offset, limit=page.page_size, sort=sort
     )
     levels = await services.inventory.available(found.ids)
     items = [

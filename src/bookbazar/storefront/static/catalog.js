@@ -18,9 +18,11 @@ import {
 
 const PAGE_SIZE = 12;
 const MAX_LINE = 10;
+const SORTS = ["title", "price", "price_desc", "newest"];
 const params = new URLSearchParams(location.search);
 const state = {
   q: params.get("q") || "",
+  sort: SORTS.includes(params.get("sort")) ? params.get("sort") : "title",
   page: Math.max(1, Number.parseInt(params.get("page") || "1", 10) || 1),
   total: 0,
   books: new Map(),
@@ -29,6 +31,7 @@ const state = {
 
 const user = await initPage();
 $("#search-q").value = state.q;
+$("#search-sort").value = state.sort;
 $("#live-note").hidden = Boolean(user);
 
 function stockText(available) {
@@ -108,6 +111,7 @@ function bookCard(book) {
 async function load() {
   const query = new URLSearchParams({ page: String(state.page), pageSize: String(PAGE_SIZE) });
   if (state.q) query.set("q", state.q);
+  if (state.sort !== "title") query.set("sort", state.sort);
   const list = $("#books");
   list.setAttribute("aria-busy", "true");
   const result = await api("GET", `/books?${query}`);
@@ -211,11 +215,16 @@ function go(page) {
   state.page = page;
   const query = new URLSearchParams();
   if (state.q) query.set("q", state.q);
+  if (state.sort !== "title") query.set("sort", state.sort);
   if (page > 1) query.set("page", String(page));
   history.replaceState(null, "", query.toString() ? `/?${query}` : "/");
   load();
 }
 
+$("#search-sort").addEventListener("change", () => {
+  state.sort = $("#search-sort").value;
+  go(1);
+});
 $("#search-form").addEventListener("submit", (event) => {
   event.preventDefault();
   state.q = $("#search-q").value.trim();
