@@ -48,6 +48,7 @@ PUBLIC: frozenset[Route] = frozenset(
         ("GET", "/orders/{order_id}"),
         ("GET", "/admin"),
         ("GET", "/assets/{name}"),
+        ("GET", "/covers/{book_id}.svg"),
     }
 )
 
