@@ -170,6 +170,27 @@ async def new_context(browser: Any, *, phone: bool = False, **kwargs: Any) -> An
     return context
 
 
+async def signed_in_context(
+    browser: Any, store: Store, buyer: dict[str, Any], *, cart: tuple[uuid.UUID, int] | None = None
+) -> Any:
+    """A browser context signed in as `buyer` (the login's cookie), with one cart line
+    put in through the API first when `cart` is given."""
+    context = await new_context(browser)
+    login = await context.request.post(
+        f"{store.url}/api/v1/auth/login", data={"email": buyer["email"], "password": PASSWORD}
+    )
+    assert login.status == 200
+    if cart is not None:
+        book, quantity = cart
+        added = await store.http.post(
+            "/api/v1/cart/add",
+            json={"bookId": str(book), "quantity": quantity},
+            headers=buyer["headers"],
+        )
+        assert added.status_code == 200, added.text
+    return context
+
+
 async def open_page(context: Any, url: str, errors: list[str]) -> Any:
     """Open `url` and wait until its script has run; page errors are collected."""
     page = await context.new_page()

@@ -7,7 +7,7 @@ from typing import Any
 
 from playwright.async_api import expect
 
-from tests.browser.conftest import PASSWORD, Store, new_context, open_page, wait_live
+from tests.browser.conftest import Store, open_page, signed_in_context, wait_live
 from tests.conftest import create_book
 
 
@@ -19,15 +19,7 @@ async def test_one_cart_read_per_page_load_and_per_change_elsewhere(
     buyer = await store.register("Ira")
     headers = buyer["headers"]
     errors: list[str] = []
-    context = await new_context(browser)
-    login = await context.request.post(
-        f"{store.url}/api/v1/auth/login", data={"email": buyer["email"], "password": PASSWORD}
-    )
-    assert login.status == 200
-    added = await store.http.post(
-        "/api/v1/cart/add", json={"bookId": str(first), "quantity": 1}, headers=headers
-    )
-    assert added.status_code == 200, added.text
+    context = await signed_in_context(browser, store, buyer, cart=(first, 1))
 
     reads: list[str] = []
     context.on(

@@ -8,7 +8,7 @@ from typing import Any
 
 from playwright.async_api import expect
 
-from tests.browser.conftest import PASSWORD, Shots, Store, new_context, open_page
+from tests.browser.conftest import Shots, Store, open_page, signed_in_context
 from tests.conftest import create_book
 
 
@@ -27,15 +27,7 @@ async def test_emptying_the_cart_and_cancelling_an_order_ask_first(
     buyer = await store.register("Kavya")
     headers = buyer["headers"]
     errors: list[str] = []
-    context = await new_context(browser)
-    login = await context.request.post(
-        f"{store.url}/api/v1/auth/login", data={"email": buyer["email"], "password": PASSWORD}
-    )
-    assert login.status == 200
-    added = await store.http.post(
-        "/api/v1/cart/add", json={"bookId": str(book), "quantity": 2}, headers=headers
-    )
-    assert added.status_code == 200, added.text
+    context = await signed_in_context(browser, store, buyer, cart=(book, 2))
 
     async def cart_lines() -> int:
         resp = await store.http.get("/api/v1/cart", headers=headers)
