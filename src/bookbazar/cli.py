@@ -16,22 +16,14 @@ from uuid import UUID
 import typer
 
 from bookbazar import __version__
-from bookbazar.config import ConfigError, Settings, load_settings
+from bookbazar.config import ConfigError, Settings, load_settings, setting_names
 from bookbazar.logging import configure_logging
-
-
-def _setting_names() -> str:
-    names = [
-        str(field.validation_alias or name).upper() for name, field in Settings.model_fields.items()
-    ]
-    return ", ".join(names)
-
 
 app = typer.Typer(
     help="Book Bazar: online bookstore backend.",
     epilog=(
         "Settings are read from the environment (or a .env file), see the README: "
-        + _setting_names()
+        + ", ".join(setting_names())
     ),
     no_args_is_help=True,
 )

@@ -224,6 +224,13 @@ class Settings(BaseSettings):
         return self.database_url, self.redis_url
 
 
+def setting_names() -> list[str]:
+    """Every setting's environment variable, in declaration order."""
+    return [
+        str(field.validation_alias or name).upper() for name, field in Settings.model_fields.items()
+    ]
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build Settings, turning validation errors into one ConfigError that names each setting."""
     try:

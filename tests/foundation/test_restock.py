@@ -189,3 +189,16 @@ async def test_a_deferred_counter_is_not_reported_as_sold_out(
     assert done.status_code == 200, done.text
     # Nothing is reserved: the answer says what the counter will be once rebuilt.
     assert done.json()["data"]["available"] == 14, done.json()["data"]
+
+
+async def test_a_key_out_of_bounds_is_a_400_naming_the_header_and_adds_nothing(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    admin = await make_admin(client, services)
+    book = await create_book(services, stock=10)
+    refused = await restock(client, admin, book, 5, "k" * 256)
+    assert refused.status_code == 400, refused.text
+    body = refused.json()
+    assert body["success"] is False and body["statusCode"] == 400
+    assert body["message"].startswith("The Idempotency-Key header is invalid")
+    assert await on_hand(services, book) == 10

@@ -71,6 +71,7 @@ async def test_key_rules_and_empty_cart(client: httpx.AsyncClient, services: Ser
     assert "Idempotency-Key" in missing.json()["message"]
     too_long = await place(client, user, key="k" * 256)
     assert too_long.status_code == 400
+    assert too_long.json()["message"].startswith("The Idempotency-Key header is invalid")
     empty = await place(client, user, key="empty-cart-key")
     assert empty.status_code == 400
     assert "empty" in empty.json()["message"]

@@ -58,7 +58,7 @@ async def create_book(body: BookIn, _: AdminUser, session: SessionDep) -> Respon
     "/{book_id}/restock",
     summary="Add units on hand (admin)",
     response_model=Envelope[AdminBookOut],
-    responses=errors(401, 403, 404, 409, 422),
+    responses=errors(400, 401, 403, 404, 409, 422),
 )
 async def restock(
     book_id: uuid.UUID,

@@ -108,8 +108,7 @@ def load_asset(name: str) -> Asset | None:
     body = _package_file("static", name)
     if body is None:
         return None
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return Asset(body, content_type, etag)
+    return Asset(body, content_type, _etag(body))
 
 
 def _page(key: str, status: int = 200) -> Response:
@@ -183,11 +182,7 @@ async def cover(book_id: str, request: Request, session: SessionDep) -> Response
     if book is None:
         raise NotFound("No such book")
     svg = cover_svg(book.id, book.title, book.author).encode()
-    etag = '"' + hashlib.sha256(svg).hexdigest()[:32] + '"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=headers)
-    return Response(svg, media_type="image/svg+xml", headers=headers)
+    return _revalidated(request, svg, "image/svg+xml", _etag(svg))
 
 
 @router.get(ASSET_PREFIX + "/{name}")
@@ -195,11 +190,17 @@ async def asset(name: str, request: Request) -> Response:
     found = load_asset(name)
     if found is None:
         raise NotFound("No such asset")
-    headers = {
-        "ETag": found.etag,
-        "Cache-Control": "no-cache",
-        "X-Content-Type-Options": "nosniff",
-    }
-    if request.headers.get("if-none-match") == found.etag:
+    return _revalidated(request, found.body, found.content_type, found.etag)
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def _revalidated(request: Request, body: bytes, content_type: str, etag: str) -> Response:
+    """The body with its content hash as ETag, or 304 when the client has it already
+    (always revalidated: a deploy or an edited book changes it)."""
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    return Response(found.body, media_type=found.content_type, headers=headers)
+    return Response(body, media_type=content_type, headers=headers)
