@@ -34,7 +34,7 @@ from bookbazar.payments.routes import router as payments_router
 from bookbazar.payments.sandbox_page import router as sandbox_checkout_router
 from bookbazar.realtime.server import create_sio, gateway_of
 from bookbazar.services import Services
-from bookbazar.storefront.routes import not_found_page
+from bookbazar.storefront.routes import ASSET_PREFIX, Assets, not_found_page
 from bookbazar.storefront.routes import router as storefront_router
 
 log = structlog.get_logger(__name__)
@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None) -> BookBazarApp:
     api.include_router(v1)
     api.include_router(sandbox_checkout_router)  # the sandbox provider's hosted page
     api.include_router(storefront_router)
+    api.mount(ASSET_PREFIX, Assets(), name="assets")
     return BookBazarApp(api, sio)
 
 

@@ -10,14 +10,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
-from uuid import UUID
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bookbazar import __version__
 from bookbazar.config import ConfigError, Settings, load_settings, setting_names
 from bookbazar.logging import configure_logging
+
+if TYPE_CHECKING:
+    from bookbazar.inventory.service import ReconcileReport
 
 app = typer.Typer(
     help="Book Bazar: online bookstore backend.",
@@ -174,36 +176,49 @@ def reconcile(
     verbose: Annotated[
         bool, typer.Option("--verbose", help="also list the counters that were missing")
     ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="report what would change; change nothing")
+    ] = False,
 ) -> None:
-    """Rebuild every Redis stock counter exactly from PostgreSQL and report corrections
-    (one summary line; each counter that was wrong is named)."""
+    """Rebuild every Redis stock counter and hold exactly from PostgreSQL and report
+    corrections (one summary line; each counter that was wrong and each hold repaired is
+    named). With --dry-run, the same report of what it would do, and nothing changed."""
     settings = _settings()
-    report = asyncio.run(_reconcile(settings))
-    ordered = sorted(report.items(), key=lambda kv: str(kv[0]))
+    report = asyncio.run(_reconcile(settings, dry_run=dry_run))
+    ordered = sorted(report.corrected.items(), key=lambda kv: str(kv[0]))
     missing = [(book_id, after) for book_id, (before, after) in ordered if before is None]
     wrong = [(book_id, b, a) for book_id, (b, a) in ordered if b is not None]
+    created, corrected, repaired = (
+        ("to create", "to correct", "to repair")
+        if dry_run
+        else ("created", "corrected", "repaired")
+    )
     typer.echo(
-        f"stock counters: {len(missing)} created, {len(wrong)} corrected"
-        + ("" if report else " (all were correct)")
+        ("dry run (nothing changed): " if dry_run else "")
+        + f"stock counters: {len(missing)} {created}, {len(wrong)} {corrected}; "
+        + f"holds: {report.holds_checked} checked, {len(report.repaired)} {repaired}"
+        + ("" if report.corrected or report.repaired else " (all were correct)")
     )
     for book_id, before, after in wrong:
         typer.echo(f"book {book_id}: {before} -> {after}")
+    for order_id, token, action in report.repaired:
+        typer.echo(f"hold {order_id}:{token}: {action}")
     if verbose:
         for book_id, after in missing:
             typer.echo(f"book {book_id}: missing -> {after}")
 
 
-async def _reconcile(settings: Settings) -> dict[UUID, tuple[int | None, int]]:
+async def _reconcile(settings: Settings, *, dry_run: bool) -> ReconcileReport:
     from bookbazar.services import Services
 
     _require_urls(settings)
     # Corrections reach the book rooms of every API instance, as the worker's emits do.
     services = Services.create(settings, pool_size=2)
     try:
-        report = await services.inventory.reconcile()
-        if report.corrected:
+        report = await services.inventory.reconcile(dry_run=dry_run)
+        if report.corrected and not dry_run:
             await services.emitter.emit_stock({b: new for b, (_, new) in report.corrected.items()})
-        return dict(report.corrected)
+        return report
     finally:
         await services.close()
 
@@ -231,97 +246,213 @@ def openapi(
 @app.command()
 def up(
     port: Annotated[int | None, typer.Option(help="API port (default 8000)", envvar="PORT")] = None,
+    api_processes: Annotated[
+        int,
+        typer.Option(
+            "--api",
+            min=1,
+            max=16,
+            help="API processes; more than one run behind HAProxy, which listens on the port",
+        ),
+    ] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=16, help="worker processes")] = 1,
 ) -> None:
     """Run everything locally: embedded PostgreSQL and Redis when no URLs are set,
-    migrations, demo catalog, then the API and a worker until Ctrl-C or SIGTERM."""
-    from bookbazar.embedded import EmbeddedServices, die_with_parent
+    migrations, demo catalog, then the API and the workers until Ctrl-C or SIGTERM. With
+    several processes, one that exits is started again."""
+    from bookbazar.balancer import INSTALL_HINT, haproxy_binary
 
     os.environ.setdefault("BOOKBAZAR_ENV", "development")
     settings = _settings()
     if port is not None:
         settings.port = port
+    haproxy = haproxy_binary() if api_processes > 1 else None
+    if api_processes > 1 and haproxy is None:
+        typer.echo(
+            f"error: --api {api_processes} runs the API processes behind HAProxy, which is not "
+            f"installed here; {INSTALL_HINT}",
+            err=True,
+        )
+        raise typer.Exit(2)
     _require_free_port(settings.host, settings.port)
-    env = dict(os.environ)
-    embedded: EmbeddedServices | None = None
-    stopping = False
+    fleet = _Fleet(settings, api_processes, workers, haproxy)
+    fleet.run()
 
-    def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        if stopping:  # a second signal must not interrupt the clean-up below
+
+class _Fleet:
+    """What `up` starts and watches: the embedded servers, the API processes (behind
+    HAProxy when there are several) and the workers."""
+
+    MAX_RESTARTS = 5  # per process and minute; beyond that `up` stops
+
+    def __init__(
+        self, settings: Settings, api_processes: int, workers: int, haproxy: str | None
+    ) -> None:
+        self.settings = settings
+        self.api_processes = api_processes
+        self.workers = workers
+        self.haproxy = haproxy
+        self.env = dict(os.environ)
+        self.specs: dict[str, list[str]] = {}
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: dict[str, list[float]] = {}
+        self.stopping = False
+
+    def request_stop(self, signum: int, _frame: object) -> None:
+        if self.stopping:  # a second signal must not interrupt the clean-up
             return
-        stopping = True
+        self.stopping = True
         raise KeyboardInterrupt
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, request_stop)
-    children: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        need_pg, need_redis = not settings.database_url, not settings.redis_url
-        if need_pg or need_redis:
-            started = " and ".join(
-                name for name, needed in (("PostgreSQL", need_pg), ("Redis", need_redis)) if needed
-            )
-            _step(f"starting {started} (embedded, data in {settings.data_dir})")
-            embedded = EmbeddedServices(settings.data_dir)
-            embedded.start(postgres=need_pg, redis=need_redis)
-            if need_pg:
-                env["DATABASE_URL"] = embedded.postgres.create_database("bookbazar")
-            if need_redis:
-                env["REDIS_URL"] = embedded.redis.url
-        env["PORT"] = str(settings.port)
-        local = f"http://{_loopback(settings.host)}:{settings.port}"
-        env.setdefault("PUBLIC_URL", local)
-        for step, title in (
-            (["migrate"], "migrating the database"),
-            (["seed", "--quiet"], "loading the demo catalog and accounts"),
-            (["reconcile"], "rebuilding the stock counters from PostgreSQL"),
-        ):
-            _step(title)
-            subprocess.run([sys.executable, "-m", "bookbazar", *step], env=env, check=True)
-        _step(f"starting the API on {local} and a worker")
-        for command in ("api", "worker"):
-            children[command] = subprocess.Popen(
-                [sys.executable, "-m", "bookbazar", command],
-                env=env,
-                preexec_fn=die_with_parent,
-                # Own session: Ctrl-C reaches only us, and we stop them in order
-                # (API and worker first, then the servers they use).
-                start_new_session=True,
-            )
-        _wait_ready(f"{local}/readyz", children)
-        base = env["PUBLIC_URL"].rstrip("/")
-        typer.echo(_banner(base, settings))
-        while all(child.poll() is None for child in children.values()):
-            time.sleep(0.5)
-        if not stopping:
-            exited = [name for name, c in children.items() if c.poll() is not None]
-            typer.echo(f"error: `bookbazar {', '.join(exited)}` exited; stopping", err=True)
-            raise typer.Exit(1)
-    except KeyboardInterrupt:
-        typer.echo("stopping…")
-    except typer.Exit:
-        raise
-    except RuntimeError as exc:  # the embedded servers could not start
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except subprocess.CalledProcessError as exc:
-        if not stopping:
-            typer.echo(f"error: start-up step failed: {' '.join(map(str, exc.cmd[2:]))}", err=True)
+    def run(self) -> None:
+        from bookbazar.embedded import EmbeddedServices
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self.request_stop)
+        settings, env = self.settings, self.env
+        embedded: EmbeddedServices | None = None
+        try:
+            need_pg, need_redis = not settings.database_url, not settings.redis_url
+            if need_pg or need_redis:
+                started = " and ".join(
+                    name
+                    for name, needed in (("PostgreSQL", need_pg), ("Redis", need_redis))
+                    if needed
+                )
+                _step(f"starting {started} (embedded, data in {settings.data_dir})")
+                embedded = EmbeddedServices(settings.data_dir)
+                embedded.start(postgres=need_pg, redis=need_redis)
+                if need_pg:
+                    env["DATABASE_URL"] = embedded.postgres.create_database("bookbazar")
+                if need_redis:
+                    env["REDIS_URL"] = embedded.redis.url
+            env["PORT"] = str(settings.port)
+            local = f"http://{_loopback(settings.host)}:{settings.port}"
+            env.setdefault("PUBLIC_URL", local)
+            for step, title in (
+                (["migrate"], "migrating the database"),
+                (["seed", "--quiet"], "loading the demo catalog and accounts"),
+                (["reconcile"], "rebuilding the stock counters from PostgreSQL"),
+            ):
+                _step(title)
+                subprocess.run([sys.executable, "-m", "bookbazar", *step], env=env, check=True)
+            self._start_processes(local)
+            typer.echo(_banner(env["PUBLIC_URL"].rstrip("/"), settings, self.describe()))
+            self._watch()
+        except KeyboardInterrupt:
+            typer.echo("stopping…")
+        except typer.Exit:
+            raise
+        except RuntimeError as exc:  # the embedded servers could not start
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
-    finally:
-        for child in children.values():
+        except subprocess.CalledProcessError as exc:
+            if not self.stopping:
+                failed = " ".join(map(str, exc.cmd[2:]))
+                typer.echo(f"error: start-up step failed: {failed}", err=True)
+                raise typer.Exit(1) from None
+        finally:
+            self._stop_children()
+            if embedded is not None:
+                embedded.stop()
+            if self.stopping:
+                typer.echo("stopped")
+
+    def describe(self) -> str:
+        apis = f"{self.api_processes} API processes behind HAProxy"
+        return (
+            f"{apis if self.api_processes > 1 else '1 API process'}, "
+            f"{self.workers} worker{'s' if self.workers > 1 else ''}"
+        )
+
+    def _start_processes(self, local: str) -> None:
+        from bookbazar.embedded import free_port
+
+        api_urls: list[str] = []
+        if self.api_processes == 1:
+            self.specs["api"] = ["api"]
+            api_urls.append(f"{local}/readyz")
+        else:
+            for n in range(1, self.api_processes + 1):
+                api_port = free_port()
+                self.specs[f"api-{n}"] = ["api", "--host", "127.0.0.1", "--port", str(api_port)]
+                api_urls.append(f"http://127.0.0.1:{api_port}/readyz")
+        for n in range(1, self.workers + 1):
+            self.specs["worker" if self.workers == 1 else f"worker-{n}"] = ["worker"]
+        _step(f"starting the API and the workers ({self.describe()}) on {local}")
+        for name in self.specs:
+            self.children[name] = self._spawn(name)
+        for url in api_urls:
+            _wait_ready(url, self.children)
+        if self.haproxy is not None:
+            self.children["haproxy"] = self._start_haproxy(self.haproxy)
+            _wait_ready(f"{local}/readyz", self.children)
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        from bookbazar.embedded import die_with_parent
+
+        return subprocess.Popen(
+            [sys.executable, "-m", "bookbazar", *self.specs[name]],
+            env=self.env,
+            preexec_fn=die_with_parent,
+            # Own session: Ctrl-C reaches only us, and we stop them in order
+            # (processes first, then the servers they use).
+            start_new_session=True,
+        )
+
+    def _start_haproxy(self, binary: str) -> subprocess.Popen[bytes]:
+        from bookbazar.balancer import haproxy_config
+        from bookbazar.embedded import die_with_parent
+
+        servers = [
+            ("127.0.0.1", int(args[args.index("--port") + 1]))
+            for name, args in self.specs.items()
+            if name.startswith("api")
+        ]
+        config = self.settings.data_dir / "haproxy.cfg"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(haproxy_config(self.settings.host, self.settings.port, servers))
+        return subprocess.Popen(
+            [binary, "-db", "-f", str(config)],
+            preexec_fn=die_with_parent,
+            start_new_session=True,
+        )
+
+    def _watch(self) -> None:
+        """Until stopped: a process that exits is started again when there are several
+        of its kind (the others carry the load meanwhile), else everything stops."""
+        several = self.api_processes > 1 or self.workers > 1
+        while True:
+            for name, child in list(self.children.items()):
+                code = child.poll()
+                if code is None or self.stopping:
+                    continue
+                if several and name != "haproxy" and self._may_restart(name):
+                    typer.echo(f"==> `bookbazar {name}` exited ({code}); starting it again…")
+                    self.children[name] = self._spawn(name)
+                    continue
+                typer.echo(f"error: `bookbazar {name}` exited; stopping", err=True)
+                raise typer.Exit(1)
+            time.sleep(0.5)
+
+    def _may_restart(self, name: str) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self.restarts.get(name, []) if now - t < 60] + [now]
+        self.restarts[name] = recent
+        return len(recent) <= self.MAX_RESTARTS
+
+    def _stop_children(self) -> None:
+        # The balancer first (no new requests), then the processes.
+        ordered = sorted(self.children.items(), key=lambda item: item[0] != "haproxy")
+        for _, child in ordered:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for child in children.values():
+        for _, child in ordered:
             try:
                 child.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait(timeout=5)
-        if embedded is not None:
-            embedded.stop()
-        if stopping:
-            typer.echo("stopped")
 
 
 def _step(title: str) -> None:
@@ -343,12 +474,12 @@ def _require_free_port(host: str, port: int) -> None:
             raise typer.Exit(2) from None
 
 
-def _banner(base: str, settings: Settings) -> str:
+def _banner(base: str, settings: Settings, processes: str) -> str:
     import json
 
     lines = [
         "",
-        "Book Bazar is up.",
+        f"Book Bazar is up ({processes}).",
         f"  Store:      {base}/",
         f"  Admin:      {base}/admin",
         f"  API:        {base}/api/v1",

@@ -30,6 +30,10 @@ class ConfigError(RuntimeError):
     """Start-up configuration is missing or invalid; the message names the setting."""
 
 
+# The payment providers this build knows (each has its module in payments/providers).
+ProviderName = Literal["sandbox", "stripe", "razorpay"]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -53,7 +57,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     data_dir: Path = Path(".bookbazar")
 
-    payment_provider: Literal["sandbox", "stripe", "razorpay"] = "sandbox"
+    payment_provider: ProviderName = "sandbox"
     sandbox_webhook_secret: str | None = None
     stripe_api_key: str | None = None
     stripe_webhook_secret: str | None = None

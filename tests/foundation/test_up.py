@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 
 from tests.conftest import free_port
 from tests.foundation.helpers import (
@@ -185,3 +186,18 @@ def test_up_refuses_a_taken_port_before_starting_anything() -> None:
         assert f"PORT {port}" in result.stderr
         assert not (workdir / ".bookbazar").exists()  # no server was started
         assert processes_mentioning(workdir) == []
+
+
+def test_up_with_several_api_processes_needs_haproxy_and_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from bookbazar import balancer
+    from bookbazar.cli import app as cli
+
+    monkeypatch.setattr(balancer, "haproxy_binary", lambda: None)
+    monkeypatch.setenv("BOOKBAZAR_ENV", "development")  # `up` sets it otherwise, for good
+    result = CliRunner().invoke(cli, ["up", "--api", "2", "--port", str(free_port())])
+    assert result.exit_code == 2
+    assert "apt-get install haproxy" in result.output

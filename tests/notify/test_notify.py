@@ -80,7 +80,7 @@ async def test_the_email_is_owed_with_its_event_and_sent_once(
     plain, html = mail.part("plain"), mail.part("html")
     for body in (plain, html):
         assert order_id in body
-        assert "125.00 INR" in body
+        assert "₹125.00" in body
     assert "Book " in plain and "<table>" in html
     [sent] = await _rows(services)
     assert sent.sent_at is not None and sent.recipient == user["user"]["email"]
@@ -128,7 +128,7 @@ async def test_expired_and_refunded_emails(
     subjects = sorted(m.subject for m in smtp.to(user["user"]["email"]))
     assert [s.split()[-1] for s in subjects] == ["expired", "refunded"]
     refunded = next(m for m in smtp.messages if m.subject.endswith("refunded"))
-    assert "499.00 INR" in refunded.part("plain") and "re_sb_" in refunded.part("plain")
+    assert "₹499.00" in refunded.part("plain") and "re_sb_" in refunded.part("plain")
 
 
 async def test_emails_share_one_smtp_connection(

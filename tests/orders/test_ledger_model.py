@@ -59,6 +59,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from redis.asyncio import Redis
 from sqlalchemy import text
 from tests.conftest import TABLES, create_book
 
@@ -71,7 +72,7 @@ from bookbazar.inventory.service import Hold, ReconcileReport, new_token
 from bookbazar.models.commerce import MAX_LINE_QUANTITY
 from bookbazar.orders import service as order_service
 from bookbazar.orders.jobs import sweep_once
-from bookbazar.orders.placement import place_order
+from bookbazar.orders.placement import Outcome, place_order
 from bookbazar.orders.schemas import PlaceOrderIn
 from bookbazar.orders.settlement import Settled, settle_payment
 from bookbazar.services import Services
@@ -327,10 +328,9 @@ class LedgerMachine(RuleBasedStateMachine):
         wanted = dict(cart)
         placed = await place_order(s, user_id, uuid.uuid4().hex, PlaceOrderIn())
         if not self.fits(wanted):
-            assert placed.status == 409, placed.body
+            assert placed.outcome is Outcome.SHORT, placed
             short = {
-                uuid.UUID(e["bookId"]): (e["requested"], e["available"])
-                for e in placed.body["errors"]
+                uuid.UUID(e["bookId"]): (e["requested"], e["available"]) for e in placed.shortfalls
             }
             assert short == {
                 b: (q, max(0, self.avail(b))) for b, q in wanted.items() if q > self.avail(b)
@@ -338,8 +338,8 @@ class LedgerMachine(RuleBasedStateMachine):
             assert dict((await cart_service.cart_lines(s, user_id))[0]) == wanted
             self.fired["place_refused"] += 1
             return
-        assert placed.status == 201, placed.body
-        data = placed.body["data"]
+        assert placed.outcome is Outcome.PLACED and placed.order is not None, placed
+        data = placed.order
         total = sum(self.price[b] * q for b, q in wanted.items())
         assert (data["status"], data["total"]) == (PENDING, total)
         self.orders.append(ModelOrder(uuid.UUID(data["orderId"]), user_id, wanted, total))
@@ -658,7 +658,12 @@ class LedgerMachine(RuleBasedStateMachine):
         kind: str,
     ) -> None:
         repairs = await self._apply_damage(damage, target, ended_as)
+        # A dry run first: the same report, and not one key changed.
+        before = await stock_keys(self.services.redis)
+        dry = await self.services.inventory.reconcile(scope, dry_run=True)
+        assert await stock_keys(self.services.redis) == before
         report = await self.services.inventory.reconcile(scope)
+        assert (dry.counters, sorted(dry.repaired)) == (report.counters, sorted(report.repaired))
         self._check_report(report, repairs, kind)
         released = damage in ("crashed_end", "orphan")
         if released and scope is not None and set(self._books_of(target)) - set(scope):
@@ -777,6 +782,22 @@ class LedgerMachine(RuleBasedStateMachine):
         if self.clean and self.books:
             report = self.runner.run(self.services.inventory.reconcile())
             assert (report.corrected, report.repaired) == ({}, ()), report
+
+
+async def stock_keys(redis: Redis) -> dict[str, Any]:
+    """Every stock key and its value (counters, holds, the holds index, ended markers)."""
+    out: dict[str, Any] = {}
+    async for key in redis.scan_iter(match=keys.PREFIX + "*", count=1000):
+        kind = await redis.type(key)
+        if kind == "string":
+            out[key] = await redis.get(key)
+        elif kind == "hash":
+            out[key] = await redis.hgetall(key)
+        elif kind == "zset":
+            out[key] = await redis.zrange(key, 0, -1, withscores=True)
+        else:
+            out[key] = kind
+    return out
 
 
 # What fired in the last run (read by the test; handy when tuning the settings).

@@ -276,8 +276,15 @@ async def test_cli_reconcile_reports_corrections(settings: Settings, services: S
         assert proc.returncode == 0, err.decode()
         return out.decode(), err.decode()
 
+    # A dry run says the same and changes nothing.
+    out, err = await run("--dry-run")
+    assert out.startswith("dry run (nothing changed): stock counters: 1 to create, 1 to correct")
+    assert f"book {book}: 2 -> 9" in out and "stock_reconciled" not in err
+    assert int(await services.redis.get(keys.avail(book))) == 2
+    assert not await services.redis.exists(keys.avail(fresh))
+
     out, err = await run()
-    assert out.startswith("stock counters: 1 created, 1 corrected"), out
+    assert out.startswith("stock counters: 1 created, 1 corrected; holds: 0 checked"), out
     assert f"book {book}: 2 -> 9" in out
     assert str(fresh) not in out
     assert "stock_counters_created" in err and str(fresh) not in err
@@ -289,4 +296,6 @@ async def test_cli_reconcile_reports_corrections(settings: Settings, services: S
     out, _ = await run("--verbose")
     assert f"book {fresh}: missing -> 4" in out
     out, _ = await run()
-    assert out.strip() == "stock counters: 0 created, 0 corrected (all were correct)"
+    assert out.strip() == (
+        "stock counters: 0 created, 0 corrected; holds: 0 checked, 0 repaired (all were correct)"
+    )

@@ -72,7 +72,7 @@ async def test_cart_to_delivered_through_the_sandbox_page(
         checkout = init.json()["data"]["redirectUrl"]
         assert checkout.startswith(live_server.url + "/sandbox/checkout/")
         page = await http.get(checkout)
-        assert page.status_code == 200 and "798.00 INR" in page.text
+        assert page.status_code == 200 and "₹798.00" in page.text
         paid = await http.post(checkout + "/pay")
         assert paid.status_code == 202, paid.text
 

@@ -30,7 +30,7 @@ async def test_checkout_page_shows_the_amount_and_both_buttons(
     page = await client.get(f"/sandbox/checkout/{intent}")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "246.90 INR" in page.text
+    assert "₹246.90" in page.text
     assert f"action='/sandbox/checkout/{intent}/pay'" in page.text
     assert f"action='/sandbox/checkout/{intent}/decline'" in page.text
     assert order_id in page.text

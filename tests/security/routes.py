@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import Mount
 
 from bookbazar.app import BookBazarApp
 from bookbazar.auth.deps import _admin_user, _current_user
@@ -47,7 +48,7 @@ PUBLIC: frozenset[Route] = frozenset(
         ("GET", "/orders"),
         ("GET", "/orders/{order_id}"),
         ("GET", "/admin"),
-        ("GET", "/assets/{name}"),
+        ("GET", "/assets/{path}"),  # a mount: Starlette's StaticFiles
         ("GET", "/covers/{book_id}.svg"),
     }
 )
@@ -92,7 +93,7 @@ PATH_VALUES: dict[str, str] = {
     "job_id": "1",
     "provider": "sandbox",
     "intent_id": "pi_sb_unknown",
-    "name": "app.js",
+    "path": "store.css",
 }
 
 
@@ -103,7 +104,10 @@ def app_routes(app: BookBazarApp) -> dict[Route, Any]:
     for context in iter_route_contexts(app.api.routes):
         path = context.path_format
         assert path is not None
-        for method in getattr(context.original_route, "methods", None) or ():
+        methods = getattr(context.original_route, "methods", None)
+        if isinstance(context.original_route, Mount):
+            methods = {"GET"}  # a mounted app (static files) answers GET and HEAD
+        for method in methods or ():
             if method != "HEAD":
                 out[(method, path)] = context.original_route
     return out

@@ -35,8 +35,8 @@ from bookbazar.kit.clock import now_ms
 from bookbazar.metrics import EVENTS_EMITTED
 from bookbazar.models.commerce import MAX_LINE_QUANTITY
 from bookbazar.realtime import user_room
+from bookbazar.realtime.adapter import lua_config
 from bookbazar.realtime.stream import STREAM_MAXLEN, STREAM_RETENTION_MS, stream_key
-from bookbazar.realtime.wire import lua_config
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)

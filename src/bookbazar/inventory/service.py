@@ -324,7 +324,9 @@ class Inventory:
 
     # ------------------------------------------------------------ reconcile
 
-    async def reconcile(self, book_ids: Sequence[UUID] | None = None) -> ReconcileReport:
+    async def reconcile(
+        self, book_ids: Sequence[UUID] | None = None, *, dry_run: bool = False
+    ) -> ReconcileReport:
         """Make counters and holds agree with PostgreSQL, exactly, online.
 
         With `book_ids`, only those books' counters are rebuilt and only holds of orders
@@ -332,6 +334,8 @@ class Inventory:
         counters outside the scope too, so nothing leaks. Holds made after the snapshot,
         and orphans younger than the grace period (a late payment in flight), are left
         alone. Lost holds of orders awaiting payment are recreated.
+
+        With `dry_run`, the same report and nothing changed (the script skips its writes).
         """
         listed = list({h.order_id for h in await self.holds()})
         now = time.time()
@@ -351,9 +355,12 @@ class Inventory:
                     now_ms(),
                     cutoff,
                     json.dumps(snap.as_json(), separators=(",", ":")),
+                    "1" if dry_run else "0",
                 ],
             )
         report = _reconcile_report(raw, frozenset(UUID(b) for b in snap.restocked))
+        if dry_run:
+            return report
         # A counter that was missing is set up (a new book, a fresh or emptied Redis): one
         # summary line. A counter that was wrong, or a hold repaired, is drift: named.
         created = [b for b, (old, _) in report.corrected.items() if old is None]

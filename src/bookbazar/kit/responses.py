@@ -102,13 +102,38 @@ _ERROR_MEANINGS = {
     502: "The payment provider failed",
     503: "PostgreSQL or Redis is unavailable: retry shortly",
 }
+# One real answer per status, shown in the documents (messages as the server sends them).
+_ERROR_EXAMPLES: dict[int, tuple[str, list[dict[str, Any]]]] = {
+    400: ("The Idempotency-Key header is required for this request", []),
+    401: ("Authentication required: send a Bearer token or the accessToken cookie", []),
+    403: ("Administrator role required", []),
+    404: ("Order not found", []),
+    409: ("Only an order awaiting payment can be cancelled; this one is PAID", []),
+    413: ("Request body larger than 65536 bytes", []),
+    422: (
+        "Invalid request: check quantity",
+        [{"field": "quantity", "message": "Input should be greater than or equal to 1"}],
+    ),
+    429: ("Too many failed sign-in attempts, try again later", []),
+    502: ("The payment provider did not answer, please retry", []),
+    503: ("Service temporarily unavailable, please retry", []),
+}
 ALWAYS = (413, 503)
 
 
+def error_example(code: int) -> dict[str, Any]:
+    message, items = _ERROR_EXAMPLES[code]
+    return {"statusCode": code, "message": message, "success": False, "errors": items}
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of a route: each error it can answer, in the error envelope
-    (413 and 503 can happen to any request)."""
+    """The `responses=` of a route: each error it can answer, in the error envelope,
+    with an example (413 and 503 can happen to any request)."""
     return {
-        code: {"model": ErrorEnvelope, "description": _ERROR_MEANINGS[code]}
+        code: {
+            "model": ErrorEnvelope,
+            "description": _ERROR_MEANINGS[code],
+            "content": {"application/json": {"example": error_example(code)}},
+        }
         for code in sorted({*codes, *ALWAYS})
     }

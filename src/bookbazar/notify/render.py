@@ -6,6 +6,8 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
+from bookbazar.kit.money import format_money
+
 # Which order events send an email, and the notification kind each one is.
 KIND_FOR_EVENT = {
     "order.paid": "confirmation",
@@ -13,16 +15,6 @@ KIND_FOR_EVENT = {
     "order.expired": "expired",
     "order.refunded": "refunded",
 }
-_ZERO_DECIMAL = {"JPY", "KRW", "VND", "CLP", "ISK", "UGX"}
-
-
-def format_money(amount: int, currency: str) -> str:
-    """Integer minor units as a display amount: 49900 INR -> '499.00 INR'."""
-    if currency.upper() in _ZERO_DECIMAL:
-        return f"{amount:,} {currency}"
-    sign = "-" if amount < 0 else ""
-    major, minor = divmod(abs(amount), 100)
-    return f"{sign}{major:,}.{minor:02d} {currency}"
 
 
 @dataclass(frozen=True, slots=True)

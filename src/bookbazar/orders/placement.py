@@ -10,6 +10,10 @@ The crash story, step by step:
    statement writes nothing and the hold is released.
 4. After the commit the cart is emptied and the new stock levels are announced (best
    effort: a replay of the answer empties the cart too).
+
+The service answers with a domain result (`Placement`): the order placed, or the short
+lines, or that the key's attempt failed. What is kept for replay is that result, not an
+HTTP body; the route renders it (status, envelope, `Idempotent-Replayed`).
 """
 
 from __future__ import annotations
@@ -18,15 +22,16 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 import structlog
 
 from bookbazar.cart import service as cart_service
 from bookbazar.cart.service import CartSnapshot, parse_snapshot
-from bookbazar.errors import BadRequest, Conflict, error_body
+from bookbazar.errors import BadRequest, Conflict
 from bookbazar.inventory.service import Hold, Reserve, ReserveResult, new_token
 from bookbazar.kit import faults
 from bookbazar.kit.clock import iso, utcnow
@@ -41,7 +46,6 @@ from bookbazar.kit.idempotency import (
     running_value,
     stored_answer,
 )
-from bookbazar.kit.responses import envelope
 from bookbazar.models import OrderStatus as S
 from bookbazar.orders import repository as repo
 from bookbazar.orders.schemas import PlaceOrderIn
@@ -53,31 +57,59 @@ from bookbazar.services import Services
 log = structlog.get_logger(__name__)
 
 
+class Outcome(StrEnum):
+    PLACED = "placed"  # the order awaits payment (201)
+    SHORT = "short"  # not enough stock for some lines; nothing reserved (409)
+    FAILED = "failed"  # this key's attempt could not complete; use a new key (409)
+
+
 @dataclass(frozen=True, slots=True)
-class PlacedOrder:
-    status: int
-    body: dict[str, Any]
+class Placement:
+    """The answer to one placement, first or replayed."""
+
+    outcome: Outcome
+    order: dict[str, Any] | None = None  # PLACED: the order as presented
+    shortfalls: list[dict[str, Any]] = field(default_factory=list)  # SHORT: one per line
     replayed: bool = False
     # The answer is in Redis already (stored with the cart step): no separate write.
     answer_stored: bool = False
 
+    def stored(self) -> StoredResponse:
+        """The record kept for this key: the outcome's status and its data."""
+        if self.outcome is Outcome.PLACED:
+            return StoredResponse(201, {"order": self.order})
+        return StoredResponse(409, {"outcome": self.outcome.value, "shortfalls": self.shortfalls})
+
+    @classmethod
+    def from_stored(cls, stored: StoredResponse) -> Placement:
+        """The result a stored record replays (records written before results were kept,
+        as rendered envelopes, are read too: `data` or `errors`)."""
+        body = stored.body
+        if stored.status == 201:
+            order = body.get("order", body.get("data"))
+            return cls(Outcome.PLACED, order=order, replayed=True)
+        shortfalls = body.get("shortfalls", body.get("errors")) or []
+        outcome = Outcome(body.get("outcome", "short" if shortfalls else "failed"))
+        return cls(outcome, shortfalls=shortfalls, replayed=True)
+
 
 async def place_order(
     services: Services, user_id: uuid.UUID, key: str, body: PlaceOrderIn
-) -> PlacedOrder:
+) -> Placement:
     """Place an order from the user's cart, once per Idempotency-Key.
 
-    Reserves every line atomically (all or nothing) and answers 201 with the order in
-    PAYMENT_PENDING, or 409 listing each short line (nothing reserved). The same key with
-    the same body replays the first answer; with another body -> 422; while the first is
-    running -> 409. Raises BadRequest for an empty cart.
+    Reserves every line atomically (all or nothing): the order in PAYMENT_PENDING, or
+    each short line (nothing reserved). The same key with the same body replays the first
+    result; with another body: Unprocessable; while the first is running: Conflict.
+    Raises BadRequest for an empty cart.
     """
     fingerprint = request_fingerprint(body.fingerprint_body())
     claimed = await _begin(services, user_id, key, fingerprint)
     if isinstance(claimed, StoredResponse):
-        if claimed.status == 201:
-            await replay_clears_cart(services, user_id, claimed.body)
-        return PlacedOrder(claimed.status, claimed.body, replayed=True)
+        replayed = Placement.from_stored(claimed)
+        if replayed.order is not None:
+            await replay_clears_cart(services, user_id, replayed.order)
+        return replayed
     try:
         placed = await _place(services, user_id, key, fingerprint, body, claimed)
     except BaseException:
@@ -91,9 +123,7 @@ async def place_order(
         # Refusals and replays answered from PostgreSQL (Redis had forgotten the key, or
         # the first request died): left "running", every retry for a minute would get a
         # spurious 409.
-        await _store(services).complete(
-            user_id, key, fingerprint, StoredResponse(placed.status, placed.body)
-        )
+        await _store(services).complete(user_id, key, fingerprint, placed.stored())
     return placed
 
 
@@ -129,7 +159,7 @@ async def _place(
     fingerprint: str,
     body: PlaceOrderIn,
     cart: CartSnapshot,
-) -> PlacedOrder:
+) -> Placement:
     lines = sorted(cart.lines.items(), key=lambda line: str(line[0]))
     cart_version = cart.version
     if not lines:
@@ -182,7 +212,7 @@ async def _place(
         "shippingAddress": address,
         "payment": None,
     }
-    response = envelope(data, "Order placed: complete payment before it expires", 201)
+    placed = Placement(Outcome.PLACED, order=data)
     event_id = uuid.uuid4()
     new_order = repo.NewOrder(
         order_id=hold.order_id,
@@ -209,7 +239,7 @@ async def _place(
             data={"expiresAt": iso(expires_at), "items": presented_items},
         ),
         request_hash=fingerprint,
-        response=response,
+        response=placed.stored().body,
         answer_expires_at=now + timedelta(seconds=settings.idempotency_ttl_seconds),
     )
     try:
@@ -228,7 +258,7 @@ async def _place(
     # One round trip: empty the cart, store this key's answer, announce the stock levels.
     answer = (
         redis_key(user_id, key),
-        done_value(fingerprint, StoredResponse(201, response)),
+        done_value(fingerprint, placed.stored()),
         settings.idempotency_ttl_seconds,
     )
     stored = await _clear_cart(
@@ -240,7 +270,7 @@ async def _place(
         store=answer,
         publish=stock_messages(reserved.levels),
     )
-    return PlacedOrder(201, response, answer_stored=stored)
+    return Placement(Outcome.PLACED, order=data, answer_stored=stored)
 
 
 async def _refuse(
@@ -250,10 +280,10 @@ async def _refuse(
     fingerprint: str,
     items: list[tuple[uuid.UUID, str, int, int]],
     reserved: ReserveResult,
-) -> PlacedOrder:
-    """Not enough stock: 409 listing each short line, kept as this key's answer."""
+) -> Placement:
+    """Not enough stock: each short line, kept as this key's answer."""
     titles = {book_id: title for book_id, title, _, _ in items}
-    errors = [
+    shortfalls = [
         {
             "bookId": str(s.book_id),
             "title": titles.get(s.book_id, ""),
@@ -262,27 +292,28 @@ async def _refuse(
         }
         for s in reserved.shortfalls
     ]
-    body = error_body(409, "Not enough stock for some items; nothing was reserved", errors)
+    refused = Placement(Outcome.SHORT, shortfalls=shortfalls)
+    answer = refused.stored()
     async with services.sessionmaker() as session, session.begin():
         saved = await repo.save_idempotency_record(
             session,
             user_id=user_id,
             key=key,
             fingerprint=fingerprint,
-            status=409,
-            body=body,
+            status=answer.status,
+            body=answer.body,
             expires_at=utcnow() + timedelta(seconds=services.settings.idempotency_ttl_seconds),
         )
     if not saved:
         # This key placed an order before (Redis had forgotten it): that is the answer.
         return await _replay_from_database(services, user_id, key, fingerprint)
-    log.info("order_refused_stock", short=len(errors))
-    return PlacedOrder(409, body)
+    log.info("order_refused_stock", short=len(shortfalls))
+    return refused
 
 
 async def _replay_from_database(
     services: Services, user_id: uuid.UUID, key: str, fingerprint: str
-) -> PlacedOrder:
+) -> Placement:
     """The key was used before (Redis forgot it): answer from PostgreSQL, and finish what
     the first request may not have (emptying the cart the order was made from)."""
     async with services.sessionmaker() as session:
@@ -290,27 +321,29 @@ async def _replay_from_database(
         order = await repo.order_by_key(session, user_id, key)
         if record is not None:
             check_fingerprint(record.request_hash, fingerprint)
-            placed = PlacedOrder(record.response_status, record.response_body, replayed=True)
+            stored = StoredResponse(record.response_status, record.response_body)
+            placed = Placement.from_stored(stored)
         elif order is None or order.status == S.PENDING.value:
             raise Conflict(
                 "A request with this Idempotency-Key is still being processed; retry shortly"
             )
         elif order.status == S.FAILED.value:
-            body = error_body(409, "This order could not be completed; use a new Idempotency-Key")
-            placed = PlacedOrder(409, body, replayed=True)
+            placed = Placement(Outcome.FAILED, replayed=True)
         else:
             data = await load_presented(session, order)
-            placed = PlacedOrder(201, envelope(data, "Order placed", 201), replayed=True)
+            placed = Placement(Outcome.PLACED, order=data, replayed=True)
     lines = await repo.lines_of(services.pg, order.id) if order is not None else []
     if order is not None and order.cart_version is not None and lines:
         await _clear_cart(services, user_id, order.id, order.cart_version, [b for b, _ in lines])
     return placed
 
 
-async def replay_clears_cart(services: Services, user_id: uuid.UUID, body: dict[str, Any]) -> None:
-    """A 201 replayed from Redis: empty the order's cart if the first request could not."""
-    data = body.get("data") if isinstance(body, dict) else None
-    order_id = data.get("orderId") if isinstance(data, dict) else None
+async def replay_clears_cart(
+    services: Services, user_id: uuid.UUID, order_data: dict[str, Any]
+) -> None:
+    """A placement replayed from Redis: empty the order's cart if the first request
+    could not."""
+    order_id = order_data.get("orderId")
     if not isinstance(order_id, str):
         return
     async with services.sessionmaker() as session:

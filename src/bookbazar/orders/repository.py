@@ -41,7 +41,7 @@ class NewOrder:
     event: dict[str, Any]
     # The idempotent answer for (user, key): fingerprint, body, kept until
     request_hash: str
-    response: dict[str, Any]
+    response: dict[str, Any]  # the placement kept for replay (its data, not an HTTP body)
     answer_expires_at: datetime
 
 

@@ -4,10 +4,10 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Response
-from fastapi.responses import JSONResponse
 
 from bookbazar.auth.deps import CurrentUser
 from bookbazar.db import SessionDep
+from bookbazar.errors import error_response
 from bookbazar.kit.idempotency import HEADER, MAX_KEY_LENGTH, validate_key
 from bookbazar.kit.pagination import PageDep
 from bookbazar.kit.responses import Envelope, ErrorEnvelope, Page, errors, ok
@@ -50,7 +50,16 @@ async def place_order(
     key = validate_key(idempotency_key)
     placed = await placement.place_order(services, user.id, key, body or PlaceOrderIn())
     headers = {"Idempotent-Replayed": "true"} if placed.replayed else None
-    return JSONResponse(placed.body, status_code=placed.status, headers=headers)
+    match placed.outcome:
+        case placement.Outcome.PLACED:
+            message = "Order placed: complete payment before it expires"
+            return ok(placed.order, message, status=201, headers=headers)
+        case placement.Outcome.SHORT:
+            message = "Not enough stock for some items; nothing was reserved"
+            return error_response(409, message, placed.shortfalls, headers)
+        case placement.Outcome.FAILED:
+            message = "This order could not be completed; use a new Idempotency-Key"
+            return error_response(409, message, headers=headers)
 
 
 @router.get(

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from bookbazar.auth.deps import CurrentUser
+from bookbazar.config import ProviderName
 from bookbazar.kit.responses import Envelope, ErrorEnvelope, errors, ok
 from bookbazar.payments import service
 from bookbazar.payments.schemas import InitPaymentIn, PaymentIntentOut, WebhookAckOut
@@ -47,10 +48,13 @@ async def webhook(request: Request, services: ServicesDep) -> Response:
     summary="Provider webhook (sandbox, stripe, razorpay)",
     response_model=Envelope[WebhookAckOut],
     responses={
-        **errors(422),
+        **errors(),
         400: {"model": ErrorEnvelope, "description": "Bad, stale or missing signature"},
-        404: {"model": ErrorEnvelope, "description": "Unknown or unconfigured provider"},
+        404: {"model": ErrorEnvelope, "description": "A provider this deployment does not use"},
+        422: {"model": ErrorEnvelope, "description": "Not a provider this build knows"},
     },
 )
-async def provider_webhook(provider: str, request: Request, services: ServicesDep) -> Response:
+async def provider_webhook(
+    provider: ProviderName, request: Request, services: ServicesDep
+) -> Response:
     return await _webhook(services, provider, request)

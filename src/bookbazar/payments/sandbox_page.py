@@ -15,6 +15,7 @@ import structlog
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from bookbazar.kit.money import format_money
 from bookbazar.models import Payment
 from bookbazar.payments import repository as repo
 from bookbazar.payments.providers import get_provider, is_enabled
@@ -31,10 +32,6 @@ router = APIRouter(prefix="/sandbox/checkout", tags=["sandbox"], include_in_sche
 
 class WebhookNotAcknowledged(Exception):
     """The service answered the delivery with a non-2xx status: retry later."""
-
-
-def format_amount(amount: int, currency: str) -> str:
-    return f"{amount // 100:,}.{amount % 100:02d} {currency}"
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -69,7 +66,7 @@ async def checkout_page(intent_id: str, services: ServicesDep) -> HTMLResponse:
     action = f"/sandbox/checkout/{html.escape(payment.intent_id, quote=True)}"
     body = (
         f"<p>Order <code>{html.escape(str(payment.order_id))}</code></p>"
-        f"<p><strong>{html.escape(format_amount(payment.amount, payment.currency))}</strong></p>"
+        f"<p><strong>{html.escape(format_money(payment.amount, payment.currency))}</strong></p>"
         f"<form method='post' action='{action}/pay' style='display:inline'>"
         "<button type='submit'>Pay</button></form>"
         f"<form method='post' action='{action}/decline' style='display:inline'>"

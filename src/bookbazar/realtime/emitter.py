@@ -1,5 +1,5 @@
 """Events to users and to book rooms, from any process: each is published once on the
-Socket.IO channel in python-socketio's own format (realtime/wire.py), and every API
+Socket.IO channel in python-socketio's own format (realtime/adapter.py), and every API
 instance delivers it to the sockets it holds. No instance re-broadcasts.
 
 A user's events are also appended to their recent-events stream (for `resume`) in the
@@ -19,8 +19,8 @@ from redis.asyncio.client import Pipeline
 
 from bookbazar.metrics import EVENTS_EMITTED
 from bookbazar.realtime import CHANNEL, book_room, user_room
+from bookbazar.realtime.adapter import emit_message
 from bookbazar.realtime.stream import STREAM_MAXLEN, STREAM_RETENTION_MS, queue_append, stream_key
-from bookbazar.realtime.wire import emit_message
 
 __all__ = ["STREAM_MAXLEN", "STREAM_RETENTION_MS", "Emitter", "stream_key"]
 

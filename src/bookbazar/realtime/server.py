@@ -19,7 +19,6 @@ instance delivers it to its own sockets; nothing here re-publishes what it recei
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from redis.exceptions import RedisError
 from bookbazar.config import Settings
 from bookbazar.metrics import SOCKETS_CONNECTED
 from bookbazar.realtime import CHANNEL, NAMESPACE, book_room, user_room
+from bookbazar.realtime.adapter import close_manager, manager_listening, start_manager
 from bookbazar.realtime.auth import HandshakeRefused, authenticate, token_from_handshake
 from bookbazar.realtime.limits import Rate, SlidingWindow
 from bookbazar.realtime.stream import read_after
@@ -79,6 +79,9 @@ def ack_ok(**data: Any) -> Ack:
 
 def ack_error(status: int, message: str) -> Ack:
     return {"success": False, "statusCode": status, "message": message}
+
+
+SID_COOKIE = {"name": "io", "path": "/socket.io", "SameSite": "Strict", "HttpOnly": True}
 
 
 @dataclass(eq=False)
@@ -165,6 +168,10 @@ class Gateway:
             client_manager=socketio.AsyncRedisManager(redis_url, channel=CHANNEL),
             cors_allowed_origins=origin_checker(settings),
             cors_credentials=True,
+            # The session id as a cookie on the handshake's answer: what a load balancer
+            # learns long-polling stickiness from (balancer.py); browsers send it back
+            # only to the Socket.IO path.
+            cookie=SID_COOKIE,
             logger=False,
             engineio_logger=False,
         )
@@ -187,9 +194,7 @@ class Gateway:
     async def start(self) -> None:
         """Subscribe to the shared channel now rather than on the first connection (call
         from the app's lifespan start-up; optional, connect() also waits for it)."""
-        if not self.sio.manager_initialized:
-            self.sio.manager_initialized = True
-            self.sio.manager.initialize()
+        start_manager(self.sio)
         await self._await_listener()
 
     async def close(self) -> None:
@@ -202,16 +207,7 @@ class Gateway:
         for state in self.sockets.values():
             if state.expiry is not None:
                 state.expiry.cancel()
-        manager = self.sio.manager
-        listener = getattr(manager, "thread", None)
-        if isinstance(listener, asyncio.Task) and not listener.done():
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
-        for client in (getattr(manager, "pubsub", None), getattr(manager, "redis", None)):
-            if client is not None:
-                with contextlib.suppress(RedisError, OSError):
-                    await client.aclose()
+        await close_manager(self.sio)
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -225,8 +221,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LISTENER_READY_TIMEOUT
         while loop.time() < deadline:
-            pubsub = getattr(self.sio.manager, "pubsub", None)
-            if pubsub is not None and pubsub.subscribed:
+            if manager_listening(self.sio):
                 break
             await asyncio.sleep(0.005)
         else:

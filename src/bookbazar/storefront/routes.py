@@ -1,14 +1,16 @@
 """Serve the storefront pages and their static assets from package data.
 
 Pages are one layout plus a fragment per page (string.Template, `$name` placeholders, so
-CSS and JS braces need no escaping). Everything is read from the installed package with
-importlib.resources on first use and kept in memory; assets carry a content hash ETag.
+CSS and JS braces need no escaping), read from the installed package with
+importlib.resources on first use and kept in memory. Assets are Starlette's StaticFiles
+over the package's `static` folder (ETag, Last-Modified, 304); covers carry a content
+hash ETag.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
+import mimetypes
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +18,8 @@ from importlib import resources
 from string import Template
 
 from fastapi import APIRouter, Request, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from bookbazar.db import SessionDep
 from bookbazar.errors import NotFound
@@ -25,13 +29,10 @@ from bookbazar.storefront.covers import cover_svg
 router = APIRouter(include_in_schema=False)
 
 ASSET_PREFIX = "/assets"
-_ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,80}$")
-_CONTENT_TYPES = {
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".txt": "text/plain; charset=utf-8",
-}
+# The types assets are served with, whatever the host's /etc/mime.types says (Python 3.11
+# and older Debian files call JavaScript application/javascript).
+for _type, _suffix in (("text/javascript", ".js"), ("text/css", ".css"), ("image/svg+xml", ".svg")):
+    mimetypes.add_type(_type, _suffix)
 # Same-origin only: the page talks to its own API and Socket.IO, and loads nothing else.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -90,25 +91,19 @@ def render_page(key: str) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Asset:
-    body: bytes
-    content_type: str
-    etag: str
+class Assets(StaticFiles):
+    """The storefront's static files, always revalidated (a deploy changes them; the
+    ETag makes that a 304) and never content-sniffed."""
 
+    HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 
-@lru_cache(maxsize=64)
-def load_asset(name: str) -> Asset | None:
-    if not _ASSET_NAME.match(name) or ".." in name:
-        return None
-    suffix = name[name.rfind(".") :] if "." in name else ""
-    content_type = _CONTENT_TYPES.get(suffix)
-    if content_type is None:
-        return None
-    body = _package_file("static", name)
-    if body is None:
-        return None
-    return Asset(body, content_type, _etag(body))
+    def __init__(self) -> None:
+        super().__init__(packages=[("bookbazar.storefront", "static")])
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(self.HEADERS)
+        return response
 
 
 def _page(key: str, status: int = 200) -> Response:
@@ -185,22 +180,14 @@ async def cover(book_id: str, request: Request, session: SessionDep) -> Response
     return _revalidated(request, svg, "image/svg+xml", _etag(svg))
 
 
-@router.get(ASSET_PREFIX + "/{name}")
-async def asset(name: str, request: Request) -> Response:
-    found = load_asset(name)
-    if found is None:
-        raise NotFound("No such asset")
-    return _revalidated(request, found.body, found.content_type, found.etag)
-
-
 def _etag(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
 def _revalidated(request: Request, body: bytes, content_type: str, etag: str) -> Response:
     """The body with its content hash as ETag, or 304 when the client has it already
-    (always revalidated: a deploy or an edited book changes it)."""
-    headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    (always revalidated: an edited book changes it)."""
+    headers = {"ETag": etag, **Assets.HEADERS}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(body, media_type=content_type, headers=headers)
