@@ -19,14 +19,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/bookbazar up
 
-## Lint, then the whole test suite (the browser tests use Debian's Chromium).
+## Lint, then the whole test suite (the browser tests use Debian's Chromium, the
+## scale-out tests Debian's HAProxy: each is installed when missing and possible).
 test: $(STAMP) lint
-	@if scripts/ensure-chromium.sh; then \
-		$(BIN)/python -m pytest; \
-	else \
-		BOOKBAZAR_SKIP_BROWSER="Chromium is not installed and cannot be installed here" \
-			$(BIN)/python -m pytest; \
-	fi
+	@scripts/ensure-chromium.sh || \
+		export BOOKBAZAR_SKIP_BROWSER="Chromium is not installed and cannot be installed here"; \
+	scripts/ensure-haproxy.sh || \
+		export BOOKBAZAR_SKIP_BALANCER="HAProxy is not installed and cannot be installed here"; \
+	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

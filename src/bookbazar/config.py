@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     schedule_refresh_seconds: float = Field(default=15.0, ge=1)
     # How often every counter and hold is compared with PostgreSQL and repaired.
     audit_interval_seconds: float = Field(default=60.0, ge=1)
+    # A worker holds each running job's lock this long (renewed at half of it); a job
+    # whose worker died is run again by another worker once its lock has lapsed.
+    job_lock_seconds: float = Field(default=30.0, ge=1, le=600)
     # Holds younger than this that no order owns (a placement or late payment in flight),
     # and holds of orders that ended within it, are left to their own path.
     pending_grace_seconds: int = Field(default=60, ge=1)

@@ -160,8 +160,8 @@ class WorkerProcess:
                     "connection": redis_url,
                     "concurrency": self.concurrency,
                     "prefix": "bull",
-                    "lockDuration": 30_000,
-                    "stalledInterval": 15_000,
+                    "lockDuration": int(self.settings.job_lock_seconds * 1000),
+                    "stalledInterval": int(self.settings.job_lock_seconds * 500),
                 },
             )
             for queue in queues
