@@ -75,6 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database-url", help="with --url: PostgreSQL URL for the stock check")
     parser.add_argument("--redis-url", help="with --url: Redis URL for the stock check")
     parser.add_argument("--keep", action="store_true", help="keep the temporary service dir")
+    parser.add_argument(
+        "--api", type=int, default=1, help="API processes to start (more than one: behind HAProxy)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes to start")
     parser.add_argument("--results-dir", type=Path, help="where to write the JSON results")
     parser.add_argument(
         "--profile",
@@ -217,12 +221,13 @@ def main(argv: list[str] | None = None) -> int:
                 redis_url=args.redis_url,
             )
         else:
-            managed = ManagedService(keep=args.keep)
+            managed = ManagedService(keep=args.keep, apis=args.api, workers=args.workers)
             service = managed.start()
         doc["service"] = {
             "url": service.base_url,
             "managed": service.managed,
             "pids": {n: g.roots[0].pid for n, g in service.groups.items()},
+            "processes": {n: len(g.roots) for n, g in service.groups.items()},
         }
         try:
             import uvloop

@@ -13,7 +13,7 @@ from typing import Any
 from benchmarks.pyspy import profile_lines
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-GROUPS = ("api", "worker", "postgres", "redis", "bench")
+GROUPS = ("api", "worker", "balancer", "postgres", "redis", "bench")
 
 
 def _fmt_errors(errors: dict[str, int]) -> str:

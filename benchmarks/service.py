@@ -121,28 +121,34 @@ def _wait_ready(base_url: str, proc: subprocess.Popen[bytes] | None, timeout: fl
 
 
 def _role_of(proc: psutil.Process) -> str | None:
+    """ "api" or "worker" for a `bookbazar api|worker ...` process, "balancer" for HAProxy."""
     try:
         cmd = proc.cmdline()
     except psutil.Error:
         return None
-    if "bookbazar" not in " ".join(cmd):
+    if cmd and os.path.basename(cmd[0]) == "haproxy":
+        return "balancer"
+    if "bookbazar" not in cmd:
         return None
-    for role in ("api", "worker"):
-        if role in cmd[-3:]:
-            return role
-    return None
+    after = cmd[cmd.index("bookbazar") + 1 :]
+    return after[0] if after and after[0] in ("api", "worker") else None
 
 
-def discover_children(up: psutil.Process, timeout: float = 10.0) -> dict[str, psutil.Process]:
-    """The `api` and `worker` processes started by `bookbazar up`."""
+def discover_children(
+    up: psutil.Process, apis: int = 1, workers: int = 1, timeout: float = 10.0
+) -> dict[str, list[psutil.Process]]:
+    """The `api` and `worker` processes (and HAProxy, with several APIs) `bookbazar up`
+    started, by role."""
     deadline = time.monotonic() + timeout
-    found: dict[str, psutil.Process] = {}
+    wanted = {"api": apis, "worker": workers, **({"balancer": 1} if apis > 1 else {})}
+    found: dict[str, list[psutil.Process]] = {}
     while time.monotonic() < deadline:
+        found = {}
         for child in up.children(recursive=True):
             role = _role_of(child)
             if role is not None:
-                found[role] = child
-        if len(found) == 2:
+                found.setdefault(role, []).append(child)
+        if {role: len(procs) for role, procs in found.items()} == wanted:
             break
         time.sleep(0.2)
     return found
@@ -172,8 +178,10 @@ def discover_by_port(port: int) -> dict[str, psutil.Process]:
 class ManagedService:
     """Embedded PostgreSQL + Redis and `bookbazar up`, in a temporary working directory."""
 
-    def __init__(self, keep: bool = False) -> None:
+    def __init__(self, keep: bool = False, apis: int = 1, workers: int = 1) -> None:
         self.keep = keep
+        self.apis = apis
+        self.workers = workers
         self.workdir: Path | None = None
         self.embedded: Any = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -204,8 +212,9 @@ class ManagedService:
         )
         log_path = self.workdir / "service.log"
         self._log_file = log_path.open("wb")
+        topology = ["--api", str(self.apis), "--workers", str(self.workers)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bookbazar", "up", "--port", str(port)],
+            [sys.executable, "-m", "bookbazar", "up", "--port", str(port), *topology],
             cwd=self.workdir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -213,12 +222,13 @@ class ManagedService:
             stderr=subprocess.STDOUT,
         )
         base_url = f"http://127.0.0.1:{port}"
-        print(f"[service] `bookbazar up --port {port}` (pid {self.proc.pid}); log {log_path}")
+        shown = " ".join(["--port", str(port), *topology])
+        print(f"[service] `bookbazar up {shown}` (pid {self.proc.pid}); log {log_path}")
         _wait_ready(base_url, self.proc, READY_TIMEOUT_S)
         creds = json.loads((data_dir / "demo-credentials.json").read_text())
         up = psutil.Process(self.proc.pid)
-        children = discover_children(up)
-        groups = {name: ProcessGroup(name, [p]) for name, p in sorted(children.items())}
+        children = discover_children(up, self.apis, self.workers)
+        groups = {name: ProcessGroup(name, procs) for name, procs in sorted(children.items())}
         if self.embedded.postgres.pid:
             groups["postgres"] = ProcessGroup(
                 "postgres", [psutil.Process(self.embedded.postgres.pid)], with_children=True
