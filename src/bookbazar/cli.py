@@ -256,6 +256,12 @@ def up(
         ),
     ] = 1,
     workers: Annotated[int, typer.Option("--workers", min=1, max=16, help="worker processes")] = 1,
+    redis_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--redis-cluster", help="embed a 3-master Redis Cluster instead of a single Redis"
+        ),
+    ] = False,
 ) -> None:
     """Run everything locally: embedded PostgreSQL and Redis when no URLs are set,
     migrations, demo catalog, then the API and the workers until Ctrl-C or SIGTERM. With
@@ -274,8 +280,15 @@ def up(
             err=True,
         )
         raise typer.Exit(2)
+    if redis_cluster and settings.redis_url:
+        typer.echo(
+            "error: --redis-cluster starts an embedded cluster; with REDIS_URL set, point it "
+            "at a node of your cluster and set REDIS_CLUSTER=true instead",
+            err=True,
+        )
+        raise typer.Exit(2)
     _require_free_port(settings.host, settings.port)
-    fleet = _Fleet(settings, api_processes, workers, haproxy)
+    fleet = _Fleet(settings, api_processes, workers, haproxy, redis_cluster=redis_cluster)
     fleet.run()
 
 
@@ -286,9 +299,16 @@ class _Fleet:
     MAX_RESTARTS = 5  # per process and minute; beyond that `up` stops
 
     def __init__(
-        self, settings: Settings, api_processes: int, workers: int, haproxy: str | None
+        self,
+        settings: Settings,
+        api_processes: int,
+        workers: int,
+        haproxy: str | None,
+        *,
+        redis_cluster: bool = False,
     ) -> None:
         self.settings = settings
+        self.redis_cluster = redis_cluster
         self.api_processes = api_processes
         self.workers = workers
         self.haproxy = haproxy
@@ -319,13 +339,17 @@ class _Fleet:
                     for name, needed in (("PostgreSQL", need_pg), ("Redis", need_redis))
                     if needed
                 )
+                if need_redis and self.redis_cluster:
+                    started = started.replace("Redis", "a 3-master Redis Cluster")
                 _step(f"starting {started} (embedded, data in {settings.data_dir})")
-                embedded = EmbeddedServices(settings.data_dir)
+                embedded = EmbeddedServices(settings.data_dir, redis_cluster=self.redis_cluster)
                 embedded.start(postgres=need_pg, redis=need_redis)
                 if need_pg:
                     env["DATABASE_URL"] = embedded.postgres.create_database("bookbazar")
                 if need_redis:
                     env["REDIS_URL"] = embedded.redis.url
+                    if self.redis_cluster:
+                        env["REDIS_CLUSTER"] = "true"
             env["PORT"] = str(settings.port)
             local = f"http://{_loopback(settings.host)}:{settings.port}"
             env.setdefault("PUBLIC_URL", local)
@@ -363,6 +387,7 @@ class _Fleet:
         return (
             f"{apis if self.api_processes > 1 else '1 API process'}, "
             f"{self.workers} worker{'s' if self.workers > 1 else ''}"
+            + (", Redis Cluster" if self.env.get("REDIS_CLUSTER") == "true" else "")
         )
 
     def _start_processes(self, local: str) -> None:

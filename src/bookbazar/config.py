@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     )
     database_url: str | None = None
     redis_url: str | None = None
+    # REDIS_URL is one node of a Redis Cluster: carts, stock, idempotency records, event
+    # streams and queues use a cluster client (the Socket.IO manager subscribes on that
+    # node: a cluster delivers every PUBLISH to every node).
+    redis_cluster: bool = False
     jwt_secret: str | None = None
     jwt_ttl_seconds: int = Field(default=86_400, ge=60)
     host: str = "127.0.0.1"

@@ -62,10 +62,23 @@ class EmbeddedRedis:
     data_dir: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    cluster: bool = False  # a node of a Redis Cluster (EmbeddedRedisCluster)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def _cluster_args(self) -> list[str]:
+        if not self.cluster:
+            return []
+        return [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            str(self.data_dir / "nodes.conf"),
+            "--cluster-node-timeout",
+            "5000",
+        ]
 
     def start(self, attempts: int = 5) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +105,7 @@ class EmbeddedRedis:
                         str(self.data_dir),
                         "--loglevel",
                         "warning",
+                        *self._cluster_args(),
                     ],
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
@@ -291,17 +305,75 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 @dataclass
+class EmbeddedRedisCluster:
+    """A Redis Cluster of `masters` private redis-server nodes on 127.0.0.1 (no replicas),
+    the slots split evenly. Started fresh each time (like the single embedded Redis, it
+    keeps nothing on disk). `url` is its first node: a cluster client finds the others."""
+
+    data_dir: Path
+    masters: int = 3
+    nodes: list[EmbeddedRedis] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self, timeout: float = 60.0) -> None:
+        import redis as redis_sync
+
+        slots = 16384
+        self.nodes = [
+            EmbeddedRedis(self.data_dir / f"node-{n}", cluster=True) for n in range(self.masters)
+        ]
+        try:
+            for node in self.nodes:
+                shutil.rmtree(node.data_dir, ignore_errors=True)  # names old ports otherwise
+                node.start()
+            clients = [redis_sync.Redis(port=n.port, decode_responses=True) for n in self.nodes]
+
+            def cluster(client: redis_sync.Redis, *args: object) -> str:
+                return str(client.execute_command("CLUSTER", *args))  # type: ignore[no-untyped-call]
+
+            for n, client in enumerate(clients):
+                first, last = n * slots // self.masters, (n + 1) * slots // self.masters
+                cluster(client, "ADDSLOTS", *range(first, last))
+            for client in clients[1:]:
+                cluster(client, "MEET", "127.0.0.1", self.nodes[0].port)
+            deadline = time.monotonic() + timeout
+            wanted = ("cluster_state:ok", f"cluster_known_nodes:{self.masters}")
+            while not all(all(w in cluster(c, "INFO") for w in wanted) for c in clients):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"embedded Redis Cluster not ready after {timeout:.0f}s")
+                time.sleep(0.05)
+            for client in clients:
+                client.close()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("embedded_redis_cluster_started", ports=[node.port for node in self.nodes])
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@dataclass
 class EmbeddedServices:
-    """Both embedded servers under one data directory."""
+    """Both embedded servers under one data directory (Redis as a cluster on request)."""
 
     root: Path
+    redis_cluster: bool = False
     postgres: EmbeddedPostgres = field(init=False)
-    redis: EmbeddedRedis = field(init=False)
+    redis: EmbeddedRedis | EmbeddedRedisCluster = field(init=False)
 
     def __post_init__(self) -> None:
         self.root = self.root.resolve()
         self.postgres = EmbeddedPostgres(self.root / "pg")
-        self.redis = EmbeddedRedis(self.root / "redis")
+        self.redis = (
+            EmbeddedRedisCluster(self.root / "redis-cluster")
+            if self.redis_cluster
+            else EmbeddedRedis(self.root / "redis")
+        )
 
     def start(self, *, postgres: bool = True, redis: bool = True) -> None:
         """Start the requested servers (both by default); on failure none is left running."""

@@ -15,7 +15,7 @@ from bookbazar.catalog.pages import CatalogPages
 from bookbazar.config import Settings
 from bookbazar.db import create_engine, create_sessionmaker
 from bookbazar.inventory.service import Inventory
-from bookbazar.kit.queues import Queues
+from bookbazar.kit.queues import Queues, queue_prefix
 from bookbazar.lua import Scripts
 from bookbazar.pg import Pg
 from bookbazar.realtime.emitter import Emitter
@@ -82,7 +82,9 @@ class Services:
         sessionmaker = create_sessionmaker(engine)
         # Rarely used (so its connections are likely stale after a restart): pre-pinged.
         maintenance_engine = create_engine(database_url, pool_size=2, max_overflow=2, pre_ping=True)
-        redis = create_redis(redis_url, socket_timeout=settings.redis_timeout_seconds)
+        redis = create_redis(
+            redis_url, socket_timeout=settings.redis_timeout_seconds, cluster=settings.redis_cluster
+        )
         scripts = Scripts(redis)
         pg = Pg(database_url, max_size=pool_size)
         return cls(
@@ -99,7 +101,7 @@ class Services:
                 create_sessionmaker(maintenance_engine),
                 orphan_grace_seconds=settings.pending_grace_seconds,
             ),
-            queues=Queues(redis),
+            queues=Queues(redis, queue_prefix(settings.redis_cluster)),
             emitter=Emitter(redis),
             books=BookCache(sessionmaker),
             catalog=CatalogPages(pg),

@@ -12,10 +12,12 @@ from typing import Any
 import structlog
 from bullmq import Worker
 from prometheus_client import start_http_server
+from redis.asyncio.cluster import RedisCluster
 
 from bookbazar.config import Settings
 from bookbazar.kit import faults
 from bookbazar.kit.jobs import JobContext, JobRegistry, JobSpec, Schedule, Tick
+from bookbazar.kit.queues import queue_prefix
 from bookbazar.kit.ticker import run_ticker
 from bookbazar.metrics import JOBS, WORKER
 from bookbazar.outbox.relay import relay_loop
@@ -154,12 +156,9 @@ class WorkerProcess:
                     services, queue, registry.handlers.get(queue, {}), scheduled.get(queue, {})
                 ),
                 {
-                    # A URL: bullmq opens its own connection for its blocking reads, with
-                    # redis-py 7's default of no socket timeout (a timeout shorter than
-                    # the wait would strand delayed jobs; see pyproject's redis pin).
-                    "connection": redis_url,
+                    "connection": self._worker_connection(redis_url),
                     "concurrency": self.concurrency,
-                    "prefix": "bull",
+                    "prefix": queue_prefix(self.settings.redis_cluster),
                     "lockDuration": int(self.settings.job_lock_seconds * 1000),
                     "stalledInterval": int(self.settings.job_lock_seconds * 500),
                 },
@@ -185,6 +184,15 @@ class WorkerProcess:
                     await task
             await services.close()
             log.info("worker_stopped")
+
+    def _worker_connection(self, redis_url: str) -> Any:
+        """What a BullMQ Worker connects with, with no socket timeout (a timeout shorter
+        than its blocking wait strands delayed jobs; see pyproject's redis pin). A URL:
+        bullmq opens its own connection. On a cluster bullmq needs a cluster client, one
+        per Worker (closing a Worker closes its client)."""
+        if self.settings.redis_cluster:
+            return RedisCluster.from_url(redis_url, decode_responses=True)
+        return redis_url
 
     async def _keep_schedules(self, services: Services, registry: JobRegistry) -> None:
         while not self.stop.is_set():

@@ -9,7 +9,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import pytest
 
 from bookbazar.balancer import haproxy_binary
 from bookbazar.config import Settings
-from tests.conftest import free_port
+from bookbazar.embedded import EmbeddedRedisCluster
+from tests.conftest import Infra, free_port, make_settings
 from tests.e2e.conftest import _env
 
 
@@ -36,6 +38,33 @@ def _require_haproxy() -> None:
         "(`make test` does this when it can).",
         pytrace=False,
     )
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[EmbeddedRedisCluster]:
+    """A 3-master Redis Cluster (the embedded one `bookbazar up --redis-cluster` starts)."""
+    with tempfile.TemporaryDirectory(prefix="bb-cluster-") as root:
+        cluster = EmbeddedRedisCluster(Path(root))
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def settings(request: pytest.FixtureRequest, infra: Infra, clean_state: None) -> Iterator[Settings]:
+    """Each fleet test runs on a single Redis and on Redis Cluster (emptied first)."""
+    if request.param == "redis":
+        yield make_settings(infra)
+        return
+    import redis as redis_sync
+
+    cluster: EmbeddedRedisCluster = request.getfixturevalue("redis_cluster")
+    for node in cluster.nodes:
+        with redis_sync.Redis(port=node.port) as client:
+            client.flushall()
+    yield make_settings(infra, redis_url=cluster.url, redis_cluster=True)
 
 
 @dataclass
@@ -77,6 +106,7 @@ async def fleet(settings: Settings, tmp_path: Path) -> AsyncIterator[Fleet]:
             "AUDIT_INTERVAL_SECONDS": "2",
             "JOB_LOCK_SECONDS": "3",
             "SWEEPER_INTERVAL_SECONDS": "1",
+            "REDIS_CLUSTER": "true" if settings.redis_cluster else "false",
         }
     )
     log = tmp_path / "up.log"

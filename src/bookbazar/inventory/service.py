@@ -282,15 +282,16 @@ class Inventory:
         """Release several holds in one round trip; returns the new availability levels."""
         if not holds:
             return {}
-        script = self.scripts["stock_finish"]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for hold in holds:
-                await script(
-                    keys=hold.script_keys(),
-                    args=[hold.member, "released", keys.ENDED_TTL_SECONDS, keys.AVAIL_PREFIX],
-                    client=pipe,
+        replies = await self.scripts.run_many(
+            "stock_finish",
+            [
+                (
+                    hold.script_keys(),
+                    [hold.member, "released", keys.ENDED_TTL_SECONDS, keys.AVAIL_PREFIX],
                 )
-            replies = await pipe.execute()
+                for hold in holds
+            ],
+        )
         levels: dict[UUID, int] = {}
         for reply in replies:
             levels.update(_finish_result(reply).levels)

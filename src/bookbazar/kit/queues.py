@@ -55,6 +55,13 @@ def job_id(*parts: object) -> str:
     return "-".join(str(p) for p in parts)
 
 
+def queue_prefix(cluster: bool) -> str:
+    """BullMQ's key prefix. Its scripts build a queue's keys inside Lua, so on Redis
+    Cluster every key of every queue must share a slot: a hash tag (Node BullMQ's
+    documented pattern). A single Redis keeps the plain prefix its queues already use."""
+    return "{bull}" if cluster else "bull"
+
+
 class Queues:
     """Producers for every queue over one pooled client (bullmq's own connection
     serialises add() behind a lock; a pooled redis-py client does not)."""

@@ -78,7 +78,9 @@ async def _publish(services: Services, rows: Sequence[Any]) -> None:
     async with services.redis.pipeline(transaction=False) as pipe:
         for row in rows:
             event = row.payload
-            pipe.publish(ORDER_EVENTS_CHANNEL, json.dumps(event, separators=(",", ":")))
+            # As a plain command: a cluster pipeline refuses publish().
+            message = json.dumps(event, separators=(",", ":"))
+            pipe.execute_command("PUBLISH", ORDER_EVENTS_CHANNEL, message)
             if event.get("userId"):
                 services.emitter.queue_to_user(pipe, event["userId"], event["type"], event)
         await pipe.execute()

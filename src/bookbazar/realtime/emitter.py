@@ -48,7 +48,9 @@ class Emitter:
         event_id = str(payload.get("id") or uuid.uuid4())
         encoded = json.dumps({**payload, "id": event_id}, default=str, separators=(",", ":"))
         queue_append(pipe, user_id, event_id, event, encoded)
-        pipe.publish(CHANNEL, emit_message(event, json.loads(encoded), user_room(user_id)))
+        # As plain commands: a cluster pipeline refuses publish().
+        message = emit_message(event, json.loads(encoded), user_room(user_id))
+        pipe.execute_command("PUBLISH", CHANNEL, message)
         EVENTS_EMITTED.labels(event).inc()
         return event_id
 
@@ -59,7 +61,7 @@ class Emitter:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for message in stock_messages(levels):
-                pipe.publish(CHANNEL, message)
+                pipe.execute_command("PUBLISH", CHANNEL, message)
             await pipe.execute()
 
 

@@ -186,7 +186,9 @@ class Gateway:
     def redis(self) -> Redis:
         # Created on first use, inside the running loop (create_sio runs before it starts).
         if self._redis is None:
-            self._redis = create_redis(self.redis_url, max_connections=16)
+            self._redis = create_redis(
+                self.redis_url, max_connections=16, cluster=self.settings.redis_cluster
+            )
         return self._redis
 
     # ------------------------------------------------------------ lifecycle
