@@ -269,3 +269,24 @@ async def test_order_history_is_private_and_newest_first(
     assert unknown.status_code == 404
     bad = await client.get("/api/v1/orders/not-a-uuid", headers=alice["headers"])
     assert bad.status_code == 422
+
+
+async def test_a_release_declares_every_counter_it_touches(services: Services) -> None:
+    """stock_finish only changes keys its caller declared (Redis Cluster's rule): called
+    with a hold's book left out, it changes nothing and says so; Inventory reads the
+    hold's books and passes them all."""
+    from bookbazar.inventory import keys
+
+    a, b = await create_book(services, stock=5), await create_book(services, stock=5)
+    await services.inventory.reconcile([a, b])
+    hold = Hold(uuid.uuid4(), new_token())
+    assert (await services.inventory.reserve(hold, [(a, 2), (b, 1)])).status is Reserve.OK
+    only_a = [*hold.script_keys(), keys.avail(a)]
+    args = [hold.member, "released", keys.ENDED_TTL_SECONDS, str(a)]
+    assert await services.scripts.run("stock_finish", only_a, args) == ["UNDECLARED"]
+    assert await available(services, a) == 3 and await available(services, b) == 4
+    assert await services.redis.exists(keys.hold(hold.order_id, hold.token))
+
+    released = await services.inventory.release(hold)
+    assert released.levels == {a: 5, b: 5}
+    assert await available(services, a) == 5 and await available(services, b) == 5

@@ -47,6 +47,7 @@ PUBLIC: frozenset[Route] = frozenset(
         ("GET", "/checkout"),
         ("GET", "/orders"),
         ("GET", "/orders/{order_id}"),
+        ("GET", "/books/{book_id}"),
         ("GET", "/admin"),
         ("GET", "/assets/{path}"),  # a mount: Starlette's StaticFiles
         ("GET", "/covers/{book_id}.svg"),

@@ -148,3 +148,30 @@ async def test_every_book_has_a_generated_cover(
     assert cached.status_code == 304
     for missing in (uuid.uuid4(), "not-a-book"):
         assert (await client.get(f"/covers/{missing}.svg")).status_code == 404
+
+
+async def test_a_book_has_its_own_page_with_its_title_and_description(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    book = await create_book(services, title="Tom & Jerry <Vol. 1>", author="O'Hara", price=34_900)
+    resp = await client.get(f"/books/{book}")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/html")
+    assert "Content-Security-Policy" in resp.headers
+    page = resp.text
+    # Escaped, in the title, the heading and the meta description (a shared link shows it).
+    assert "<title>Tom &amp; Jerry &lt;Vol. 1&gt; · Book Bazar</title>" in page
+    assert '<h1 id="book-title">Tom &amp; Jerry &lt;Vol. 1&gt;</h1>' in page
+    assert (
+        '<meta name="description" content="“Tom &amp; Jerry &lt;Vol. 1&gt;” by O&#x27;Hara, '
+        '₹349.00.">' in page
+    )
+    assert f'src="/covers/{book}.svg"' in page and 'src="/assets/book.js"' in page
+    assert "$" not in page.replace("$$", "")  # every placeholder filled
+
+
+async def test_an_unknown_or_malformed_book_page_is_the_html_404(client: httpx.AsyncClient) -> None:
+    for path in (f"/books/{uuid.uuid4()}", "/books/not-an-id"):
+        resp = await client.get(path)
+        assert resp.status_code == 404, path
+        assert "Page not found" in resp.text

@@ -142,6 +142,16 @@ def _finish_result(reply: Sequence[Any]) -> FinishResult:
     raise RuntimeError(f"unexpected stock_finish reply {tag!r}")
 
 
+def _finish_call(hold: Hold, state: str, books: Sequence[str]) -> tuple[list[str], list[Any]]:
+    """stock_finish's keys and args: every key it touches is declared (a release names
+    the counters of the hold's books, read first; a conversion changes no counter)."""
+    books = books if state == "released" else ()
+    return (
+        [*hold.script_keys(), *(keys.AVAIL_PREFIX + b for b in books)],
+        [hold.member, state, keys.ENDED_TTL_SECONDS, *books],
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ReconcileReport:
     # book id -> (counter before, or None when missing; counter after)
@@ -271,31 +281,41 @@ class Inventory:
         return await self._finish(hold, "converted")
 
     async def _finish(self, hold: Hold, state: str) -> FinishResult:
-        reply = await self.scripts.run(
-            "stock_finish",
-            hold.script_keys(),
-            [hold.member, state, keys.ENDED_TTL_SECONDS, keys.AVAIL_PREFIX],
-        )
-        return _finish_result(reply)
+        for _ in range(3):
+            books = await self._books_held(hold) if state == "released" else []
+            reply = await self.scripts.run("stock_finish", *_finish_call(hold, state, books))
+            if reply[0] != "UNDECLARED":  # else the hold was (re)made meanwhile: read again
+                return _finish_result(reply)
+        raise RuntimeError(f"the books of hold {hold.member} kept changing")
+
+    async def _books_held(self, hold: Hold) -> list[str]:
+        books: list[str] = await self.redis.hkeys(keys.hold(hold.order_id, hold.token))  # type: ignore[misc]
+        return books
 
     async def release_many(self, holds: Sequence[Hold]) -> dict[UUID, int]:
-        """Release several holds in one round trip; returns the new availability levels."""
-        if not holds:
-            return {}
-        replies = await self.scripts.run_many(
-            "stock_finish",
-            [
-                (
-                    hold.script_keys(),
-                    [hold.member, "released", keys.ENDED_TTL_SECONDS, keys.AVAIL_PREFIX],
-                )
-                for hold in holds
-            ],
-        )
+        """Release several holds in two round trips (their books, then the releases);
+        returns the new availability levels."""
         levels: dict[UUID, int] = {}
-        for reply in replies:
-            levels.update(_finish_result(reply).levels)
-        return levels
+        pending = list(holds)
+        for _ in range(3):
+            if not pending:
+                return levels
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for hold in pending:
+                    pipe.hkeys(keys.hold(hold.order_id, hold.token))
+                books = await pipe.execute()
+            replies = await self.scripts.run_many(
+                "stock_finish",
+                [_finish_call(h, "released", b) for h, b in zip(pending, books, strict=True)],
+            )
+            retry = []
+            for hold, reply in zip(pending, replies, strict=True):
+                if reply[0] == "UNDECLARED":
+                    retry.append(hold)
+                else:
+                    levels.update(_finish_result(reply).levels)
+            pending = retry
+        raise RuntimeError(f"the books of {len(pending)} holds kept changing")
 
     async def holds(self, older_than_ms: int | None = None) -> list[Hold]:
         """Live holds (optionally only those made before a time, epoch ms)."""

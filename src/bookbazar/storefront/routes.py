@@ -10,6 +10,7 @@ hash ETag.
 from __future__ import annotations
 
 import hashlib
+import html
 import mimetypes
 import uuid
 from dataclasses import dataclass
@@ -18,11 +19,13 @@ from importlib import resources
 from string import Template
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from bookbazar.db import SessionDep
 from bookbazar.errors import NotFound
+from bookbazar.kit.money import format_money
 from bookbazar.models import Book
 from bookbazar.storefront.covers import cover_svg
 
@@ -54,10 +57,16 @@ class Page:
     title: str
     script: str
     nav: str
+    head: str = ""  # extra <head> elements
+
+
+# The book page is rendered once per book: these are filled in per request, escaped.
+_BOOK_HEAD = '<meta name="description" content="$book_description">\n'
 
 
 PAGES: dict[str, Page] = {
     "catalog": Page("catalog.html", "Books", "catalog.js", "catalog"),
+    "book": Page("book.html", "$book_title", "book.js", "catalog", _BOOK_HEAD),
     "login": Page("login.html", "Sign in", "login.js", "login"),
     "cart": Page("cart.html", "Your cart", "cart.js", "cart"),
     "checkout": Page("checkout.html", "Checkout", "checkout.js", "cart"),
@@ -88,6 +97,7 @@ def render_page(key: str) -> str:
         main=body.decode(),
         script=f"{ASSET_PREFIX}/{page.script}",
         nav=page.nav,
+        head=page.head,
     )
 
 
@@ -132,6 +142,32 @@ async def catalog_page() -> Response:
     return _page("catalog")
 
 
+@router.get("/books/{book_id}")
+async def book_page(book_id: str, session: SessionDep) -> Response:
+    """One book's page: its title, author, price and cover in the HTML itself (a shared
+    link previews and indexes well); availability and the cart come from its script."""
+    book = await _book(session, book_id)
+    if book is None:
+        return _page("notfound", 404)
+    price = format_money(book.price, book.currency)
+    values = {
+        "book_id": str(book.id),
+        "book_title": html.escape(book.title),
+        "book_author": html.escape(book.author),
+        "book_price": html.escape(price),
+        "book_description": html.escape(f"“{book.title}” by {book.author}, {price}."),
+    }
+    body = Template(render_page("book")).safe_substitute(values)
+    return Response(body, media_type="text/html", headers=PAGE_HEADERS)
+
+
+async def _book(session: AsyncSession, book_id: str) -> Book | None:
+    try:
+        return await session.get(Book, uuid.UUID(book_id))
+    except ValueError:
+        return None
+
+
 @router.get("/login")
 async def login_page() -> Response:
     return _page("login")
@@ -170,10 +206,7 @@ async def admin_page() -> Response:
 @router.get("/covers/{book_id}.svg")
 async def cover(book_id: str, request: Request, session: SessionDep) -> Response:
     """The book's generated cover (an SVG from its title and author)."""
-    try:
-        book = await session.get(Book, uuid.UUID(book_id))
-    except ValueError:
-        book = None
+    book = await _book(session, book_id)
     if book is None:
         raise NotFound("No such book")
     svg = cover_svg(book.id, book.title, book.author).encode()

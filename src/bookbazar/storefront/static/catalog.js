@@ -14,6 +14,7 @@ import {
   onCartChange,
   showAlert,
   srOnly,
+  stockText,
 } from "./common.js";
 
 const PAGE_SIZE = 12;
@@ -33,12 +34,6 @@ const user = await initPage();
 $("#search-q").value = state.q;
 $("#search-sort").value = state.sort;
 $("#live-note").hidden = Boolean(user);
-
-function stockText(available) {
-  if (available <= 0) return "Sold out";
-  if (available <= 3) return `Only ${available} left`;
-  return `${available} in stock`;
-}
 
 function renderStock(card, book) {
   const stock = $(".stock", card);
@@ -69,7 +64,11 @@ function bookCard(book) {
       height: 150,
       loading: "lazy",
     }),
-    h("h2", { class: "book-title", id: titleId }, book.title),
+    h(
+      "h2",
+      { class: "book-title", id: titleId },
+      h("a", { href: `/books/${encodeURIComponent(book.id)}` }, book.title),
+    ),
     h("p", { class: "author" }, `by ${book.author}`),
     h("p", { class: "price" }, money(book.price, book.currency)),
     h("p", { class: "stock", "aria-live": "polite" }),

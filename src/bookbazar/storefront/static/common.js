@@ -90,6 +90,13 @@ export function money(minor, currency) {
   );
 }
 
+/** What a buyer is told about a book's availability. */
+export function stockText(available) {
+  if (available <= 0) return "Sold out";
+  if (available <= 3) return `Only ${available} left`;
+  return `${available} in stock`;
+}
+
 export function shortId(id) {
   return String(id).slice(0, 8).toUpperCase();
 }
