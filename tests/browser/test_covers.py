@@ -46,3 +46,42 @@ async def test_the_catalog_shows_covers_and_sorts_by_price(
     await shots.take(page, "catalog-by-price")
     assert errors == [], errors
     await context.close()
+
+
+async def test_the_catalog_filters_by_subject_and_language(
+    browser: Any, store: Store, shots: Shots
+) -> None:
+    from sqlalchemy import text
+
+    books = {
+        "Gitanjali": ("Poetry", "English"),
+        "Godaan": ("Classic fiction", "Hindi"),
+        "Malgudi Days": ("Short stories", "English"),
+    }
+    for title, (subject, language) in books.items():
+        book = await create_book(store.services, title=title, stock=3)
+        async with store.services.sessionmaker() as session, session.begin():
+            await session.execute(
+                text("UPDATE books SET subject = :s, language = :l WHERE id = :id"),
+                {"s": subject, "l": language, "id": book},
+            )
+    errors: list[str] = []
+    context = await new_context(browser)
+    page = await open_page(context, f"{store.url}/", errors)
+    titles = page.locator(".book-card .book-title")
+    await expect(titles).to_have_count(3)
+    await page.get_by_label("Language").select_option("English")
+    await expect(page).to_have_url(re.compile(r"[?&]language=English"))
+    await expect(titles).to_have_text(["Gitanjali", "Malgudi Days"])
+    await page.get_by_label("Subject").select_option("Poetry")
+    await expect(titles).to_have_text(["Gitanjali"])
+    await expect(page.locator("#filter-subject option")).to_have_text(
+        ["All subjects", "Classic fiction (1)", "Poetry (1)", "Short stories (1)"]
+    )
+    await assert_accessible(page)
+    await shots.take(page, "catalog-filtered")
+    # The filtered URL is shareable: opened afresh, it shows the same books.
+    again = await open_page(context, page.url, errors)
+    await expect(again.locator(".book-card .book-title")).to_have_text(["Gitanjali"])
+    await expect(again.get_by_label("Subject")).to_have_value("Poetry")
+    assert errors == []

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from bookbazar.auth.tokens import issue_token
+from bookbazar.catalog.isbn import normalize_isbn
 from bookbazar.catalog.seed import (
     count_books,
     demo_book_rows,
@@ -283,14 +284,27 @@ async def test_admin_creates_a_book(client: httpx.AsyncClient, services: Service
     admin = await make_admin(client, services)
     resp = await client.post(
         ADMIN_BOOKS,
-        json=new_book(isbn="978-0-385-51599-7", description="Draupadi's story"),
+        json=new_book(
+            isbn="978-0-385-51598-6",
+            description="Draupadi's story",
+            pages=384,
+            year=2008,
+            language="English",
+            subject=" Mythology ",
+        ),
         headers=admin["headers"],
     )
     data = assert_ok(resp, 201)
     uuid.UUID(data["id"])
     assert data["price"] == 39_900 and data["currency"] == "INR"
     assert data["stock"] == 5 and data["available"] == 5
-    assert data["isbn"] == "978-0-385-51599-7"
+    assert data["isbn"] == "9780385515986"  # kept as an ISBN-13, digits only
+    assert (data["pages"], data["year"], data["language"], data["subject"]) == (
+        384,
+        2008,
+        "English",
+        "Mythology",
+    )
 
     public = assert_ok(await client.get(f"{BOOKS}/{data['id']}"))
     assert public["available"] == 5 and public["title"] == "The Palace of Illusions"
@@ -317,6 +331,11 @@ async def test_admin_creates_a_book(client: httpx.AsyncClient, services: Service
         (new_book(discount=10), "discount"),
         (new_book(available=99), "available"),
         (new_book(isbn="not an isbn"), "isbn"),
+        (new_book(isbn="978-0-385-51599-7"), "isbn"),  # wrong check digit
+        (new_book(isbn="0-14-044913-0"), "isbn"),  # wrong ISBN-10 check digit
+        (new_book(pages=0), "pages"),
+        (new_book(year=2500), "year"),
+        (new_book(language="x"), "language"),
     ],
 )
 async def test_admin_create_validation(
@@ -459,3 +478,86 @@ async def test_registered_customer_cannot_restock(
     )
     assert_error(resp, 403)
     assert await stock_of(services, book_id) == 1
+
+
+async def test_an_isbn_10_is_kept_as_its_isbn_13_and_found_by_search(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    created = assert_ok(
+        await client.post(ADMIN_BOOKS, json=new_book(isbn="0-14-044913-2"), headers=admin_headers),
+        201,
+    )
+    assert created["isbn"] == "9780140449136"
+    for q in ("9780140449136", "978-0-14-044913-6", "0140449132"):
+        found = await search(client, q=q)
+        assert [i["id"] for i in found["items"]] == [created["id"]], q
+
+
+async def test_the_catalog_filters_by_subject_and_language(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    for title, subject, language in (
+        ("Gitanjali", "Poetry", "English"),
+        ("Godaan", "Classic fiction", "Hindi"),
+        ("Malgudi Days", "Short stories", "English"),
+        ("Tamas", "Classic fiction", "English"),
+    ):
+        body = new_book(title=title, subject=subject, language=language)
+        assert_ok(await client.post(ADMIN_BOOKS, json=body, headers=admin_headers), 201)
+
+    def titles(found: dict[str, Any]) -> list[str]:
+        return [i["title"] for i in found["items"]]
+
+    assert titles(await search(client, subject="Classic fiction")) == ["Godaan", "Tamas"]
+    assert titles(await search(client, language="English")) == [
+        "Gitanjali",
+        "Malgudi Days",
+        "Tamas",
+    ]
+    both = await search(client, subject="Classic fiction", language="Hindi")
+    assert titles(both) == ["Godaan"] and both["total"] == 1
+    assert (await search(client, subject="Cookery"))["total"] == 0
+    # Past the last page, the total still counts the filtered books.
+    assert (await search(client, language="English", page=9))["total"] == 3
+    # A page cached for one filter is never answered for another.
+    assert titles(await search(client, subject="Poetry")) == ["Gitanjali"]
+    assert len((await search(client))["items"]) == 4
+
+
+async def test_the_demo_books_have_valid_isbns_and_details(services: Services) -> None:
+    rows = demo_book_rows()
+    isbns = [row["isbn"] for row in rows]
+    assert len(set(isbns)) == len(rows)
+    assert all(normalize_isbn(isbn) == isbn for isbn in isbns)  # check digits hold
+    for row in rows:
+        assert row["description"] and row["pages"] > 0 and row["language"] and row["subject"]
+    # A demo book an older seed inserted without details gets them on the next seed.
+    first = rows[0]
+    await create_book(services, title=first["title"], author=first["author"])
+    async with services.sessionmaker() as session, session.begin():
+        await seed_catalog(session)
+    async with services.sessionmaker() as session:
+        isbn, subject = (
+            await session.execute(
+                text("SELECT isbn, subject FROM books WHERE title = :t"), {"t": first["title"]}
+            )
+        ).one()
+    assert (isbn, subject) == (first["isbn"], first["subject"])
+
+
+async def test_facets_list_each_subject_and_language_with_its_books(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    assert assert_ok(await client.get(f"{BOOKS}/facets")) == {"subjects": [], "languages": []}
+    for title, subject, language in (
+        ("A", "Poetry", "English"),
+        ("B", "Poetry", "Bengali"),
+        ("C", None, "English"),
+    ):
+        body = new_book(title=title, subject=subject, language=language)
+        assert_ok(await client.post(ADMIN_BOOKS, json=body, headers=admin_headers), 201)
+    facets = assert_ok(await client.get(f"{BOOKS}/facets"))
+    assert facets == {
+        "subjects": [{"name": "Poetry", "books": 2}],
+        "languages": [{"name": "Bengali", "books": 1}, {"name": "English", "books": 2}],
+    }

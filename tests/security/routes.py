@@ -32,6 +32,7 @@ PUBLIC: frozenset[Route] = frozenset(
         ("POST", "/api/v1/auth/logout"),
         # catalog reads
         ("GET", "/api/v1/books"),
+        ("GET", "/api/v1/books/facets"),
         ("GET", "/api/v1/books/{book_id}"),
         # providers call these; the signature is the authentication
         ("POST", "/api/v1/payments/webhook"),

@@ -8,6 +8,7 @@ from xml.etree import ElementTree  # parses our own SVG output only
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from bookbazar.services import Services
 from bookbazar.storefront.routes import PAGES
@@ -167,7 +168,33 @@ async def test_a_book_has_its_own_page_with_its_title_and_description(
         '₹349.00.">' in page
     )
     assert f'src="/covers/{book}.svg"' in page and 'src="/assets/book.js"' in page
-    assert "$" not in page.replace("$$", "")  # every placeholder filled
+    assert "$" not in page  # every placeholder filled
+    assert '<dl class="facts"' not in page  # no details recorded, none shown
+
+
+async def test_the_book_page_shows_the_description_and_details(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    book = await create_book(services, title="Gitanjali", author="Rabindranath Tagore")
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE books SET description = :d, pages = 112, year = 1910, "
+                "language = 'English', subject = 'Poetry', isbn = '9798000000025' WHERE id = :id"
+            ),
+            {"d": "Song offerings <in English>", "id": book},
+        )
+    page = (await client.get(f"/books/{book}")).text
+    assert '<p class="description">Song offerings &lt;in English&gt;</p>' in page
+    assert '<meta name="description" content="Song offerings &lt;in English&gt;">' in page
+    for name, value in (
+        ("Subject", "Poetry"),
+        ("Language", "English"),
+        ("First published", "1910"),
+        ("Pages", "112"),
+        ("ISBN", "9798000000025"),
+    ):
+        assert f"<dt>{name}</dt><dd>{value}</dd>" in page, name
 
 
 async def test_an_unknown_or_malformed_book_page_is_the_html_404(client: httpx.AsyncClient) -> None:

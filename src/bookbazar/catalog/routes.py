@@ -7,7 +7,8 @@ from fastapi import APIRouter, Header, Query, Response
 
 from bookbazar.auth.deps import AdminUser
 from bookbazar.catalog import service
-from bookbazar.catalog.schemas import AdminBookOut, BookIn, BookOut, RestockIn
+from bookbazar.catalog.pages import Filters
+from bookbazar.catalog.schemas import AdminBookOut, BookIn, BookOut, FacetsOut, RestockIn
 from bookbazar.db import SessionDep
 from bookbazar.kit.idempotency import HEADER, validate_key
 from bookbazar.kit.pagination import PageDep
@@ -27,13 +28,32 @@ admin_router = APIRouter(prefix="/admin/books", tags=["admin"])
 async def list_books(
     services: ServicesDep,
     page: PageDep,
-    q: Annotated[str | None, Query(max_length=200, description="title or author")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="title or author (part of), or an ISBN")
+    ] = None,
     sort: Annotated[
         Literal["title", "price", "price_desc", "newest"],
         Query(description="title (A-Z), price (low first), price_desc, newest (added last first)"),
     ] = "title",
+    subject: Annotated[
+        str | None, Query(max_length=60, description="only this subject (exact)")
+    ] = None,
+    language: Annotated[
+        str | None, Query(max_length=40, description="only editions in this language (exact)")
+    ] = None,
 ) -> Response:
-    return ok(await service.list_books(services, q, page, sort))
+    filters = Filters(subject=subject or None, language=language or None)
+    return ok(await service.list_books(services, q, page, sort, filters))
+
+
+@router.get(
+    "/facets",
+    summary="The subjects and languages the catalog can be filtered by, with book counts",
+    response_model=Envelope[FacetsOut],
+    responses=errors(),
+)
+async def facets(services: ServicesDep) -> Response:
+    return ok(await service.facets(services))
 
 
 @router.get(

@@ -15,6 +15,8 @@ from bookbazar.auth import repository as users
 from bookbazar.auth import service as auth
 from bookbazar.auth.tokens import hash_password, verify_password
 from bookbazar.catalog import repository
+from bookbazar.catalog.demo_data import DEMO_DETAILS
+from bookbazar.catalog.isbn import isbn13_check_digit
 from bookbazar.models import Book, Role
 
 log = structlog.get_logger(__name__)
@@ -84,21 +86,53 @@ DEMO_BOOKS: list[tuple[str, str, int, int]] = [
 ]
 
 
+def demo_isbn(n: int) -> str:
+    """A made-up, well-formed ISBN-13 for the n-th demo book (running numbers after
+    979-8, with a valid check digit)."""
+    first12 = f"9798{n:08d}"
+    return first12 + isbn13_check_digit(first12)
+
+
 def demo_book_rows() -> list[dict[str, Any]]:
-    return [
-        {"title": t, "author": a, "price": rupees * 100, "currency": "INR", "stock": stock}
-        for t, a, rupees, stock in DEMO_BOOKS
-    ]
+    rows = []
+    for n, (title, author, rupees, stock) in enumerate(DEMO_BOOKS, start=1):
+        year, pages, language, subject, description = DEMO_DETAILS[title]
+        rows.append(
+            {
+                "title": title,
+                "author": author,
+                "price": rupees * 100,
+                "currency": "INR",
+                "stock": stock,
+                "isbn": demo_isbn(n),
+                "description": description,
+                "pages": pages,
+                "year": year,
+                "language": language,
+                "subject": subject,
+            }
+        )
+    return rows
+
+
+# What an older seed left out; filled in on a demo book that has none of it.
+_DETAILS = ("isbn", "description", "pages", "year", "language", "subject")
 
 
 async def seed_catalog(session: AsyncSession) -> int:
-    """Insert the demo books that are not there yet (matched by title and author)."""
-    existing = {(t, a) for t, a in (await session.execute(select(Book.title, Book.author))).all()}
+    """Insert the demo books that are not there yet (matched by title and author), and
+    give the details to demo books an older seed inserted without them."""
+    books = (await session.execute(select(Book))).scalars().all()
+    existing = {(b.title, b.author): b for b in books}
     added = 0
     for row in demo_book_rows():
-        if (row["title"], row["author"]) not in existing:
+        book = existing.get((row["title"], row["author"]))
+        if book is None:
             await repository.insert_book(session, row)
             added += 1
+        elif all(getattr(book, name) is None for name in _DETAILS):
+            for name in _DETAILS:
+                setattr(book, name, row[name])
     return added
 
 

@@ -10,7 +10,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.catalog import repository
-from bookbazar.catalog.pages import DEFAULT_SORT
+from bookbazar.catalog.pages import DEFAULT_SORT, NO_FILTERS, Filters
 from bookbazar.catalog.schemas import AdminBookOut, BookIn, BookOut
 from bookbazar.errors import Conflict, NotFound, Unprocessable
 from bookbazar.inventory.service import Inventory
@@ -32,6 +32,10 @@ def _out(book: Book, available: int) -> BookOut:
         available=max(0, available),
         isbn=book.isbn,
         description=book.description,
+        pages=book.pages,
+        year=book.year,
+        language=book.language,
+        subject=book.subject,
     )
 
 
@@ -40,12 +44,21 @@ def _admin_out(book: Book, available: int) -> AdminBookOut:
 
 
 async def list_books(
-    services: Services, q: str | None, page: PageParams, sort: str = DEFAULT_SORT
+    services: Services,
+    q: str | None,
+    page: PageParams,
+    sort: str = DEFAULT_SORT,
+    filters: Filters = NO_FILTERS,
 ) -> dict[str, Any]:
-    """One page of the catalog in `sort` order: the books from the process's page cache
-    (catalog/pages.py), their availability live from the stock counters."""
+    """One page of the catalog in `sort` order, optionally of one subject and language:
+    the books from the process's page cache (catalog/pages.py), their availability live
+    from the stock counters."""
     found = await services.catalog.get(
-        q.strip() or None if q else None, offset=page.offset, limit=page.page_size, sort=sort
+        q.strip() or None if q else None,
+        offset=page.offset,
+        limit=page.page_size,
+        sort=sort,
+        filters=filters,
     )
     levels = await services.inventory.available(found.ids)
     items = [
@@ -53,6 +66,11 @@ async def list_books(
         for book, book_id in zip(found.books, found.ids, strict=True)
     ]
     return page.wrap(items, found.total)
+
+
+async def facets(services: Services) -> dict[str, Any]:
+    found = await services.catalog.facets()
+    return {"subjects": list(found.subjects), "languages": list(found.languages)}
 
 
 async def get_book(session: AsyncSession, inventory: Inventory, book_id: uuid.UUID) -> BookOut:

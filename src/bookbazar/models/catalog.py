@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bookbazar.models.base import Base, created_at, updated_at, uuid_pk
@@ -15,6 +15,7 @@ class Book(Base):
         CheckConstraint("stock >= 0", name="stock_non_negative"),
         CheckConstraint("price >= 0", name="price_non_negative"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+        CheckConstraint("pages > 0", name="pages_positive"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -22,6 +23,10 @@ class Book(Base):
     author: Mapped[str] = mapped_column(String(200))
     isbn: Mapped[str | None] = mapped_column(String(20), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
+    pages: Mapped[int | None] = mapped_column(Integer)
+    year: Mapped[int | None] = mapped_column(SmallInteger)  # first published
+    language: Mapped[str | None] = mapped_column(String(40), index=True)  # of this edition
+    subject: Mapped[str | None] = mapped_column(String(60), index=True)
     # Minor units (paise/cents) and an ISO 4217 code; never floats.
     price: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))

@@ -155,10 +155,41 @@ async def book_page(book_id: str, session: SessionDep) -> Response:
         "book_title": html.escape(book.title),
         "book_author": html.escape(book.author),
         "book_price": html.escape(price),
-        "book_description": html.escape(f"“{book.title}” by {book.author}, {price}."),
+        "book_description": html.escape(
+            book.description or f"“{book.title}” by {book.author}, {price}."
+        ),
+        "book_about": _about(book),
+        "book_facts": _facts(book),
     }
     body = Template(render_page("book")).safe_substitute(values)
     return Response(body, media_type="text/html", headers=PAGE_HEADERS)
+
+
+def _about(book: Book) -> str:
+    if not book.description:
+        return ""
+    return f'<p class="description">{html.escape(book.description)}</p>'
+
+
+def _facts(book: Book) -> str:
+    """The book's details as a description list (only those it has)."""
+    facts = [
+        ("Subject", book.subject),
+        ("Language", book.language),
+        ("First published", _year(book.year)),
+        ("Pages", str(book.pages) if book.pages else None),
+        ("ISBN", book.isbn),
+    ]
+    rows = "".join(
+        f"<dt>{name}</dt><dd>{html.escape(value)}</dd>" for name, value in facts if value
+    )
+    return f'<dl class="facts" aria-label="Details">{rows}</dl>' if rows else ""
+
+
+def _year(year: int | None) -> str | None:
+    if year is None:
+        return None
+    return f"{-year} BCE" if year < 0 else str(year)
 
 
 async def _book(session: AsyncSession, book_id: str) -> Book | None:

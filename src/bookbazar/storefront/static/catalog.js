@@ -24,6 +24,8 @@ const params = new URLSearchParams(location.search);
 const state = {
   q: params.get("q") || "",
   sort: SORTS.includes(params.get("sort")) ? params.get("sort") : "title",
+  subject: params.get("subject") || "",
+  language: params.get("language") || "",
   page: Math.max(1, Number.parseInt(params.get("page") || "1", 10) || 1),
   total: 0,
   books: new Map(),
@@ -33,6 +35,24 @@ const state = {
 const user = await initPage();
 $("#search-q").value = state.q;
 $("#search-sort").value = state.sort;
+
+/** The filters' choices, with how many books each has; the chosen one kept even if the
+ * catalog no longer has it (so the URL still shows what it asks for). */
+async function loadFacets() {
+  const result = await api("GET", "/books/facets");
+  if (!result.ok) return;
+  for (const [id, values, chosen] of [
+    ["#filter-subject", result.data.subjects, state.subject],
+    ["#filter-language", result.data.languages, state.language],
+  ]) {
+    const select = $(id);
+    const names = values.map((f) => f.name);
+    const options = values.map((f) => h("option", { value: f.name }, `${f.name} (${f.books})`));
+    if (chosen && !names.includes(chosen)) options.push(h("option", { value: chosen }, chosen));
+    select.replaceChildren(select.options[0], ...options);
+    select.value = chosen;
+  }
+}
 $("#live-note").hidden = Boolean(user);
 
 function renderStock(card, book) {
@@ -111,6 +131,7 @@ async function load() {
   const query = new URLSearchParams({ page: String(state.page), pageSize: String(PAGE_SIZE) });
   if (state.q) query.set("q", state.q);
   if (state.sort !== "title") query.set("sort", state.sort);
+  for (const name of ["subject", "language"]) if (state[name]) query.set(name, state[name]);
   const list = $("#books");
   list.setAttribute("aria-busy", "true");
   const result = await api("GET", `/books?${query}`);
@@ -124,10 +145,11 @@ async function load() {
   state.books = new Map(items.map((b) => [b.id, b]));
   list.replaceChildren(...items.map(bookCard));
   const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  const narrowed = state.q || state.subject || state.language;
   $("#result-summary").textContent = total
     ? `${total} book${total === 1 ? "" : "s"}${state.q ? ` matching “${state.q}”` : ""}.`
-    : state.q
-      ? `No books match “${state.q}”.`
+    : narrowed
+      ? "No books match this search."
       : "No books yet.";
   $("#page-label").textContent = `Page ${state.page} of ${pages}`;
   $("#prev-page").disabled = state.page <= 1;
@@ -215,6 +237,7 @@ function go(page) {
   const query = new URLSearchParams();
   if (state.q) query.set("q", state.q);
   if (state.sort !== "title") query.set("sort", state.sort);
+  for (const name of ["subject", "language"]) if (state[name]) query.set(name, state[name]);
   if (page > 1) query.set("page", String(page));
   history.replaceState(null, "", query.toString() ? `/?${query}` : "/");
   load();
@@ -224,6 +247,12 @@ $("#search-sort").addEventListener("change", () => {
   state.sort = $("#search-sort").value;
   go(1);
 });
+for (const name of ["subject", "language"]) {
+  $(`#filter-${name}`).addEventListener("change", (event) => {
+    state[name] = event.target.value;
+    go(1);
+  });
+}
 $("#search-form").addEventListener("submit", (event) => {
   event.preventDefault();
   state.q = $("#search-q").value.trim();
@@ -232,6 +261,6 @@ $("#search-form").addEventListener("submit", (event) => {
 $("#prev-page").addEventListener("click", () => go(Math.max(1, state.page - 1)));
 $("#next-page").addEventListener("click", () => go(state.page + 1));
 
-await load();
+await Promise.all([loadFacets(), load()]);
 if (currentCart()) applyCart(currentCart());
 document.body.dataset.ready = "true";
