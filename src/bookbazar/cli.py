@@ -280,6 +280,8 @@ def up(
             err=True,
         )
         raise typer.Exit(2)
+    # REDIS_CLUSTER=true with no REDIS_URL asks for the embedded cluster too.
+    redis_cluster = redis_cluster or (settings.redis_cluster and not settings.redis_url)
     if redis_cluster and settings.redis_url:
         typer.echo(
             "error: --redis-cluster starts an embedded cluster; with REDIS_URL set, point it "
@@ -317,9 +319,10 @@ class _Fleet:
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.restarts: dict[str, list[float]] = {}
         self.stopping = False
+        self.cleaning_up = False
 
     def request_stop(self, signum: int, _frame: object) -> None:
-        if self.stopping:  # a second signal must not interrupt the clean-up
+        if self.stopping or self.cleaning_up:  # a signal must not interrupt the clean-up
             return
         self.stopping = True
         raise KeyboardInterrupt
@@ -376,6 +379,7 @@ class _Fleet:
                 typer.echo(f"error: start-up step failed: {failed}", err=True)
                 raise typer.Exit(1) from None
         finally:
+            self.cleaning_up = True
             self._stop_children()
             if embedded is not None:
                 embedded.stop()
@@ -416,9 +420,14 @@ class _Fleet:
     def _spawn(self, name: str) -> subprocess.Popen[bytes]:
         from bookbazar.embedded import die_with_parent
 
+        env = self.env
+        metrics_port = self.settings.worker_metrics_port
+        if metrics_port and name.startswith("worker-"):
+            # Each worker serves its metrics on a port of its own: the first one's, then up.
+            env = {**env, "WORKER_METRICS_PORT": str(metrics_port + int(name[7:]) - 1)}
         return subprocess.Popen(
             [sys.executable, "-m", "bookbazar", *self.specs[name]],
-            env=self.env,
+            env=env,
             preexec_fn=die_with_parent,
             # Own session: Ctrl-C reaches only us, and we stop them in order
             # (processes first, then the servers they use).
@@ -446,13 +455,14 @@ class _Fleet:
     def _watch(self) -> None:
         """Until stopped: a process that exits is started again when there are several
         of its kind (the others carry the load meanwhile), else everything stops."""
-        several = self.api_processes > 1 or self.workers > 1
         while True:
             for name, child in list(self.children.items()):
                 code = child.poll()
                 if code is None or self.stopping:
                     continue
-                if several and name != "haproxy" and self._may_restart(name):
+                of_its_kind = self.api_processes if name.startswith("api") else self.workers
+                several = name != "haproxy" and of_its_kind > 1
+                if several and self._may_restart(name):
                     typer.echo(f"==> `bookbazar {name}` exited ({code}); starting it again…")
                     self.children[name] = self._spawn(name)
                     continue

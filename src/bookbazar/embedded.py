@@ -86,6 +86,8 @@ class EmbeddedRedis:
         last_error = ""
         for _ in range(attempts):
             self.port = free_port()
+            while self.cluster and self.port > 55535:  # its bus listens on port + 10000
+                self.port = free_port()
             # The port may be taken between probing and binding: retry on another one.
             # Output goes to a file, not a pipe nobody reads (a full pipe would block Redis).
             with log_path.open("ab") as log_file:

@@ -301,3 +301,31 @@ async def test_uniqueness_guards(migrated: AsyncEngine) -> None:
         "VALUES (:id, 'x@example.com', 'U', 'x', 'superuser')",
         {"id": uuid.uuid4()},
     )
+
+
+async def test_0005_keeps_existing_isbns_as_isbn_13(fresh_db: str) -> None:
+    """ISBNs stored before 0005 (hyphens, ISBN-10) take the one form new ones have, so an
+    ISBN search and the uniqueness guard see them; an invalid one is left alone."""
+    upgrade(fresh_db, "0004")
+    engine = create_engine(fresh_db, pool_size=1)
+    try:
+        books = {
+            "0-14-044913-2": "9780140449136",
+            "978-0-14-143951-8": "9780141439518",
+            "not-an-isbn-12": "not-an-isbn-12",
+        }
+        async with engine.begin() as conn:
+            for n, isbn in enumerate(books):
+                await conn.execute(
+                    text(
+                        "INSERT INTO books (id, title, author, price, currency, stock, isbn) "
+                        "VALUES (:id, :t, 'A', 100, 'INR', 1, :isbn)"
+                    ),
+                    {"id": uuid.uuid4(), "t": f"T{n}", "isbn": isbn},
+                )
+        upgrade(fresh_db)
+        async with engine.connect() as conn:
+            stored = set((await conn.execute(text("SELECT isbn FROM books"))).scalars())
+        assert stored == set(books.values())
+    finally:
+        await engine.dispose()

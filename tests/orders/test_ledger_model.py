@@ -663,7 +663,11 @@ class LedgerMachine(RuleBasedStateMachine):
         dry = await self.services.inventory.reconcile(scope, dry_run=True)
         assert await stock_keys(self.services.redis) == before
         report = await self.services.inventory.reconcile(scope)
-        assert (dry.counters, sorted(dry.repaired)) == (report.counters, sorted(report.repaired))
+        assert (dry.counters, dry.holds_checked, sorted(dry.repaired)) == (
+            report.counters,
+            report.holds_checked,
+            sorted(report.repaired),
+        )
         self._check_report(report, repairs, kind)
         released = damage in ("crashed_end", "orphan")
         if released and scope is not None and set(self._books_of(target)) - set(scope):

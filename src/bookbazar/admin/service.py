@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookbazar.admin import repository
 from bookbazar.catalog import repository as catalog_repository
-from bookbazar.catalog.schemas import AdminBookOut
+from bookbazar.catalog.service import admin_book_out
 from bookbazar.errors import NotFound, Unprocessable
 from bookbazar.kit.clock import iso
 from bookbazar.kit.pagination import PageParams
@@ -45,20 +45,7 @@ async def list_inventory(
         session, q.strip() if q else None, offset=page.offset, limit=page.page_size
     )
     levels = await services.inventory.available([b.id for b in books])
-    items = [
-        AdminBookOut(
-            id=b.id,
-            title=b.title,
-            author=b.author,
-            price=b.price,
-            currency=b.currency,
-            available=max(0, levels.get(b.id, 0)),
-            isbn=b.isbn,
-            description=b.description,
-            stock=b.stock,
-        )
-        for b in books
-    ]
+    items = [admin_book_out(b, levels.get(b.id, 0)) for b in books]
     return page.wrap(items, total)
 
 

@@ -128,8 +128,8 @@ async def seed_catalog(session: AsyncSession) -> int:
     for row in demo_book_rows():
         book = existing.get((row["title"], row["author"]))
         if book is None:
-            await repository.insert_book(session, row)
-            added += 1
+            if await repository.insert_book(session, row) is not None:
+                added += 1
         elif all(getattr(book, name) is None for name in _DETAILS):
             for name in _DETAILS:
                 setattr(book, name, row[name])

@@ -39,7 +39,7 @@ def _out(book: Book, available: int) -> BookOut:
     )
 
 
-def _admin_out(book: Book, available: int) -> AdminBookOut:
+def admin_book_out(book: Book, available: int) -> AdminBookOut:
     return AdminBookOut(**_out(book, available).model_dump(), stock=book.stock)
 
 
@@ -89,7 +89,7 @@ async def create_book(session: AsyncSession, data: BookIn) -> AdminBookOut:
     if book is None:
         raise Conflict("A book with this ISBN already exists")
     log.info("book_created", book_id=str(book.id))
-    return _admin_out(book, book.stock)
+    return admin_book_out(book, book.stock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,4 +147,4 @@ async def restock(
         counter_updated = False
     if not replayed:
         log.info("book_restocked", book_id=str(book_id), quantity=quantity, stock=book.stock)
-    return Restocked(_admin_out(book, available), replayed, counter_updated)
+    return Restocked(admin_book_out(book, available), replayed, counter_updated)

@@ -46,6 +46,10 @@ for order, entry in pairs(snap.pending) do
     local marker = redis.call('GET', prefix .. 'ended:' .. member)
     -- 'released': it ended after the snapshot was taken; the next run sees that status.
     if marker ~= 'released' then
+      -- A dry run counts what step 2 would list: the hold it would recreate.
+      if dry and not redis.call('ZSCORE', KEYS[1], member) then
+        count = count + 1
+      end
       for book, units in pairs(lines) do
         if dry then
           held[book] = (held[book] or 0) + units
