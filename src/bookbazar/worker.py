@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import time
 from typing import Any
 
 import structlog
@@ -21,6 +22,7 @@ from bookbazar.kit.queues import queue_prefix
 from bookbazar.kit.ticker import run_ticker
 from bookbazar.metrics import JOBS, WORKER
 from bookbazar.outbox.relay import relay_loop
+from bookbazar.redis import SENTINEL_SCHEME, sentinel_primary
 from bookbazar.services import Services
 
 log = structlog.get_logger(__name__)
@@ -75,6 +77,12 @@ def make_processor(
             structlog.contextvars.bind_contextvars(order_id=data["orderId"])
         schedule = schedules.get(job.name)
         if schedule is not None:
+            if isinstance(schedule, Schedule) and not await _first_of_period(
+                services, schedule, job
+            ):
+                JOBS.labels(queue, schedule.name, "skipped").inc()
+                log.info("scheduled_job_skipped", reason="this period ran already")
+                return {"skipped": "this period ran already"}
             return await _run_scheduled(services, queue, schedule)
         spec = specs.get(job.name)
         try:
@@ -96,6 +104,26 @@ def make_processor(
         return result
 
     return process
+
+
+async def _first_of_period(services: Services, schedule: Schedule, job: Any) -> bool:
+    """Whether this run is the first of its period. A scheduler can hand out two jobs for
+    one period (a worker re-registering the schedulers while another moves to the next
+    run, or a job run again after its worker died): the period's first run claims it in
+    Redis, a second one is skipped, so periodic work runs once per period."""
+    every_ms = max(100, int(schedule.interval(services.settings) * 1000))
+    due_ms = _due_ms(str(job.id))
+    period = round((due_ms if due_ms is not None else time.time() * 1000) / every_ms)
+    claimed = await services.redis.set(
+        f"bb:schedule:{schedule.name}:{period}", str(job.id), nx=True, px=2 * every_ms + 60_000
+    )
+    return bool(claimed)
+
+
+def _due_ms(job_id: str) -> int | None:
+    """When a scheduler's job was due: its id is repeat:<scheduler>:<epoch ms>."""
+    tail = job_id.rpartition(":")[2]
+    return int(tail) if job_id.startswith("repeat:") and tail.isdigit() else None
 
 
 async def _run_scheduled(services: Services, queue: str, schedule: Schedule | Tick) -> Any:
@@ -192,6 +220,8 @@ class WorkerProcess:
         per Worker (closing a Worker closes its client)."""
         if self.settings.redis_cluster:
             return RedisCluster.from_url(redis_url, decode_responses=True)
+        if redis_url.startswith(SENTINEL_SCHEME + "://"):
+            return sentinel_primary(redis_url, socket_timeout=None)
         return redis_url
 
     async def _keep_schedules(self, services: Services, registry: JobRegistry) -> None:

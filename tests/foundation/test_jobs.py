@@ -153,3 +153,24 @@ async def test_ticks_run_in_one_worker_at_a_time_and_move_when_it_stops(
     stops[1].set()
     await second
     assert runs and set(runs) == {1}, runs
+
+
+async def test_a_second_job_for_the_same_period_is_skipped(services: Services) -> None:
+    """A scheduler that hands out two jobs for one period (seen on Redis Cluster when a
+    restarted worker re-registered the schedulers) runs the work once."""
+    from types import SimpleNamespace
+
+    from bookbazar.kit.jobs import Schedule
+    from bookbazar.worker import _first_of_period
+
+    async def task(_: Services) -> None:
+        return None
+
+    every = Schedule("q", f"audit-{uuid.uuid4().hex[:6]}", lambda _: 60.0, task)
+    first = SimpleNamespace(id="repeat:audit:1764633600000")
+    twin = SimpleNamespace(id="repeat:audit:1764633600007")  # the same period, 7 ms on
+    following = SimpleNamespace(id="repeat:audit:1764633660000")
+    assert await _first_of_period(services, every, first)
+    assert not await _first_of_period(services, every, twin)
+    assert not await _first_of_period(services, every, first)  # run again after a crash
+    assert await _first_of_period(services, every, following)
