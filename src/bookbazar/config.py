@@ -150,8 +150,12 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a Redis URL (redis://host:6379/0)")
+        schemes = ("redis://", "rediss://", "unix://", "redis+sentinel://")
+        if value is not None and not value.startswith(schemes):
+            raise ValueError(
+                "must be a Redis URL (redis://host:6379/0, or "
+                "redis+sentinel://host:26379,host:26379/0/service to follow a Sentinel)"
+            )
         return value
 
     @field_validator("smtp_url")

@@ -63,6 +63,7 @@ class EmbeddedRedis:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     cluster: bool = False  # a node of a Redis Cluster (EmbeddedRedisCluster)
+    extra_args: list[str] = field(default_factory=list)  # e.g. --replicaof host port
 
     @property
     def url(self) -> str:
@@ -108,6 +109,7 @@ class EmbeddedRedis:
                         "--loglevel",
                         "warning",
                         *self._cluster_args(),
+                        *self.extra_args,
                     ],
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
@@ -357,6 +359,97 @@ class EmbeddedRedisCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+SENTINEL_SERVICE = "bookbazar"
+
+
+@dataclass
+class EmbeddedRedisSentinel:
+    """A Redis primary, one replica of it and one Sentinel watching them (the same
+    redis-server binary in sentinel mode), for trying failover: kill the primary and the
+    Sentinel promotes the replica within a few seconds. `url` is the
+    `redis+sentinel://` URL the app follows the primary with. (Production runs three
+    Sentinels on separate machines; one is enough to show the app following a failover.)"""
+
+    data_dir: Path
+    down_after_ms: int = 1000
+    primary: EmbeddedRedis = field(init=False)
+    replica: EmbeddedRedis = field(init=False)
+    sentinel: subprocess.Popen[bytes] | None = None
+    sentinel_port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/0/{SENTINEL_SERVICE}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        import redis as redis_sync
+
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.primary = EmbeddedRedis(self.data_dir / "primary")
+        self.primary.start()
+        self.replica = EmbeddedRedis(
+            self.data_dir / "replica",
+            extra_args=["--replicaof", "127.0.0.1", str(self.primary.port)],
+        )
+        try:
+            self.replica.start()
+            self.sentinel_port = free_port()
+            folder = self.data_dir / "sentinel"
+            folder.mkdir(parents=True, exist_ok=True)
+            config = folder / "sentinel.conf"  # Sentinel rewrites it: its own copy
+            config.write_text(
+                f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {folder}\n"
+                f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self.primary.port} 1\n"
+                f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {SENTINEL_SERVICE} 10000\n"
+                f"sentinel parallel-syncs {SENTINEL_SERVICE} 1\n"
+            )
+            with (folder / "sentinel.log").open("ab") as log_file:
+                self.sentinel = subprocess.Popen(
+                    [redis_executable(), str(config), "--sentinel"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                    start_new_session=True,
+                )
+            deadline = time.monotonic() + timeout
+            with redis_sync.Redis(port=self.replica.port, decode_responses=True) as replica:
+                while replica.info("replication").get("master_link_status") != "up":
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the embedded Redis replica did not sync")
+                    time.sleep(0.05)
+            with redis_sync.Redis(port=self.sentinel_port, decode_responses=True) as sentinel:
+                while True:
+                    try:
+                        known = sentinel.sentinel_master(SENTINEL_SERVICE)
+                        if int(known.get("num-slaves", 0)) >= 1:
+                            break
+                    except redis_sync.RedisError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the embedded Sentinel did not find the replica")
+                    time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        log.info(
+            "embedded_redis_sentinel_started",
+            primary=self.primary.port,
+            replica=self.replica.port,
+            sentinel=self.sentinel_port,
+        )
+
+    def stop(self) -> None:
+        if self.sentinel is not None and self.sentinel.poll() is None:
+            self.sentinel.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.sentinel.wait(timeout=10)
+        for node in (getattr(self, "replica", None), getattr(self, "primary", None)):
+            if node is not None:
+                node.stop()
 
 
 @dataclass

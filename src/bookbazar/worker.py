@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import time
 from typing import Any
 
 import structlog
@@ -110,10 +109,13 @@ async def _first_of_period(services: Services, schedule: Schedule, job: Any) -> 
     """Whether this run is the first of its period. A scheduler can hand out two jobs for
     one period (a worker re-registering the schedulers while another moves to the next
     run, or a job run again after its worker died): the period's first run claims it in
-    Redis, a second one is skipped, so periodic work runs once per period."""
-    every_ms = max(100, int(schedule.interval(services.settings) * 1000))
+    Redis, a second one is skipped, so periodic work runs once per period. A job asked for
+    on demand (not the scheduler's) always runs."""
     due_ms = _due_ms(str(job.id))
-    period = round((due_ms if due_ms is not None else time.time() * 1000) / every_ms)
+    if due_ms is None:
+        return True
+    every_ms = max(100, int(schedule.interval(services.settings) * 1000))
+    period = round(due_ms / every_ms)
     claimed = await services.redis.set(
         f"bb:schedule:{schedule.name}:{period}", str(job.id), nx=True, px=2 * every_ms + 60_000
     )

@@ -174,3 +174,6 @@ async def test_a_second_job_for_the_same_period_is_skipped(services: Services) -
     assert not await _first_of_period(services, every, twin)
     assert not await _first_of_period(services, every, first)  # run again after a crash
     assert await _first_of_period(services, every, following)
+    on_demand = SimpleNamespace(id="sweep-now")  # not the scheduler's: always runs
+    assert await _first_of_period(services, every, on_demand)
+    assert await _first_of_period(services, every, on_demand)

@@ -17,7 +17,8 @@ import os
 import signal
 
 import structlog
-from redis.asyncio import Redis
+
+from bookbazar.redis import create_redis
 
 log = structlog.get_logger(__name__)
 GATE_TIMEOUT_SECONDS = 30
@@ -50,7 +51,7 @@ async def gate(name: str) -> None:
     if name not in _gates or _redis_url is None:
         return
     # Its own connection with no socket timeout: the wait may be long.
-    client = Redis.from_url(_redis_url, decode_responses=True, socket_timeout=None)
+    client = create_redis(_redis_url, socket_timeout=None)
     try:
         if await client.lpop(gate_key(name, "armed")) is None:  # type: ignore[misc]
             return

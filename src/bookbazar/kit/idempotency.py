@@ -19,8 +19,10 @@ from bookbazar.errors import BadRequest, Conflict, Unprocessable
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
-# A request still "running" after this long is presumed dead; the database guard remains.
-RUNNING_TTL_SECONDS = 60
+# A request still "running" after this long is presumed dead; the database guard remains
+# (a placement takes well under a second; a claim its request could not take back, Redis
+# being unreachable, blocks retries with that key only this long).
+RUNNING_TTL_SECONDS = 15
 
 
 @dataclass(frozen=True, slots=True)
