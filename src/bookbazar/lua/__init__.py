@@ -47,12 +47,29 @@ class Scripts:
         not a transaction: the other commands must be safe to run whatever the script
         did). Returns every reply, the script's first."""
         script = self[name]
+
+        def fill(pipe: Pipeline) -> None:
+            _evalsha(pipe, script, keys, args)
+            also(pipe)
+
+        return await self._pipelined(script, fill)
+
+    async def run_many(
+        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
+        """Run one script several times (keys and args per call) in one round trip."""
+        script = self[name]
+
+        def fill(pipe: Pipeline) -> None:
+            for keys, args in calls:
+                _evalsha(pipe, script, keys, args)
+
+        return await self._pipelined(script, fill)
+
+    async def _pipelined(self, script: AsyncScript, fill: Callable[[Pipeline], None]) -> list[Any]:
         for attempt in range(2):
             async with self._redis.pipeline(transaction=False) as pipe:
-                # As a plain command: a cluster pipeline refuses evalsha() (it routes
-                # this by its keys' slot).
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                also(pipe)
+                fill(pipe)
                 try:
                     return list(await pipe.execute())
                 except NoScriptError:
@@ -62,19 +79,8 @@ class Scripts:
                     await self._redis.script_load(script.script)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def run_many(
-        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
-    ) -> list[Any]:
-        """Run one script several times (keys and args per call) in one round trip."""
-        script = self[name]
-        for attempt in range(2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for keys, args in calls:
-                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                try:
-                    return list(await pipe.execute())
-                except NoScriptError:
-                    if attempt:
-                        raise
-                    await self._redis.script_load(script.script)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+def _evalsha(pipe: Pipeline, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> None:
+    # As a plain command: a cluster pipeline refuses evalsha() (it routes this one by its
+    # keys' slot).
+    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)

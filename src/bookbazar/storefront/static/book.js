@@ -1,11 +1,10 @@
 // One book's page: its live availability, and add to cart.
 import {
   $,
+  addToCartFrom,
   api,
   cartChanged,
-  clearAlert,
   currentCart,
-  goToLogin,
   initPage,
   live,
   money,
@@ -15,7 +14,6 @@ import {
   stockText,
 } from "./common.js";
 
-const MAX_LINE = 10;
 const bookId = $("#book").dataset.bookId;
 const state = { book: null, inCart: 0 };
 
@@ -54,53 +52,17 @@ function applyCart(cart) {
   if (state.book) render();
 }
 
-async function addToCart() {
-  if (!user) {
-    goToLogin();
-    return;
-  }
-  const { book } = state;
-  const input = $("#qty");
-  const note = $("#note");
-  const quantity = Number(input.value);
-  if (!Number.isInteger(quantity) || quantity < 1 || quantity > MAX_LINE) {
-    note.textContent = `Choose a whole number from 1 to ${MAX_LINE}.`;
-    input.focus();
-    return;
-  }
-  const button = $("#add-button");
-  button.disabled = true;
-  clearAlert();
-  const result = await api("POST", "/cart/add", { body: { bookId, quantity } });
-  button.disabled = book.available <= 0;
-  if (result.status === 401) {
-    goToLogin();
-    return;
-  }
-  if (result.ok) {
-    applyCart(result.data);
-    if (result.data.adjusted) {
-      const { available, quantity: got, requested } = result.data.adjusted;
-      const text = `Quantity adjusted: only ${available} of “${book.title}” available, so your cart has ${got} instead of ${requested}.`;
-      note.textContent = text;
-      input.value = String(got);
-      showAlert(text, "warning");
-    } else {
-      note.textContent = "";
-      say(`“${book.title}”: ${quantity} in your cart.`);
-    }
-    return;
-  }
-  if (result.status === 409) {
-    book.available = 0;
-    render();
-    const text = `Sold out: “${book.title}” has no copies left right now.`;
-    note.textContent = text;
-    showAlert(text, "warning");
-    return;
-  }
-  note.textContent = result.message;
-  showAlert(result.message);
+function addToCart() {
+  if (!state.book) return; // not loaded (the button stays disabled until it is)
+  return addToCartFrom({
+    user,
+    book: state.book,
+    input: $("#qty"),
+    button: $("#add-button"),
+    note: $("#note"),
+    onCart: applyCart,
+    onSoldOut: render,
+  });
 }
 
 live.on("stock:update", ({ bookId: changed, available }) => {

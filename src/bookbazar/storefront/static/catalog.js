@@ -1,24 +1,23 @@
 // The catalog: search, pages, each book's live availability, add to cart.
 import {
   $,
+  addToCartFrom,
   api,
-  clearAlert,
-  goToLogin,
+  cartChanged,
+  currentCart,
   h,
   initPage,
   live,
+  MAX_LINE,
   money,
-  say,
-  cartChanged,
-  currentCart,
   onCartChange,
+  say,
   showAlert,
   srOnly,
   stockText,
 } from "./common.js";
 
 const PAGE_SIZE = 12;
-const MAX_LINE = 10;
 const SORTS = ["title", "price", "price_desc", "newest"];
 const params = new URLSearchParams(location.search);
 const state = {
@@ -166,54 +165,17 @@ function applyCart(cart) {
   }
 }
 
-async function addToCart(bookId, card, note) {
-  if (!user) {
-    goToLogin();
-    return;
-  }
+function addToCart(bookId, card, note) {
   const book = state.books.get(bookId);
-  const input = $(".qty-input", card);
-  const quantity = Number(input.value);
-  if (!Number.isInteger(quantity) || quantity < 1 || quantity > MAX_LINE) {
-    note.textContent = `Choose a whole number from 1 to ${MAX_LINE}.`;
-    input.focus();
-    return;
-  }
-  const button = $(".add-button", card);
-  button.disabled = true;
-  clearAlert();
-  const result = await api("POST", "/cart/add", { body: { bookId, quantity } });
-  button.disabled = book.available <= 0;
-  if (result.status === 401) {
-    goToLogin();
-    return;
-  }
-  if (result.ok) {
-    applyCart(result.data);
-    if (result.data.adjusted) {
-      const { available, quantity: got, requested } = result.data.adjusted;
-      const text = `Quantity adjusted: only ${available} of “${book.title}” available, so your cart has ${got} instead of ${requested}.`;
-      note.textContent = text;
-      note.classList.add("warning");
-      input.value = String(got);
-      showAlert(text, "warning");
-    } else {
-      note.textContent = "";
-      note.classList.remove("warning");
-      say(`“${book.title}”: ${quantity} in your cart.`);
-    }
-    return;
-  }
-  if (result.status === 409) {
-    book.available = 0;
-    renderStock(card, book);
-    const text = `Sold out: “${book.title}” has no copies left right now.`;
-    note.textContent = text;
-    showAlert(text, "warning");
-    return;
-  }
-  note.textContent = result.message;
-  showAlert(result.message);
+  return addToCartFrom({
+    user,
+    book,
+    input: $(".qty-input", card),
+    button: $(".add-button", card),
+    note,
+    onCart: applyCart,
+    onSoldOut: () => renderStock(card, book),
+  });
 }
 
 live.on("stock:update", ({ bookId, available }) => {

@@ -90,6 +90,59 @@ export function money(minor, currency) {
   );
 }
 
+/** The most of one book a cart line takes (as the API allows). */
+export const MAX_LINE = 10;
+
+/** Put the quantity a form asks for of `book` in the cart, and tell the buyer what
+ * happened: added, adjusted to what is available, sold out, or why not. `onCart(cart)`
+ * applies the new cart; `onSoldOut()` shows the book as sold out. */
+export async function addToCartFrom({ user, book, input, button, note, onCart, onSoldOut }) {
+  if (!user) {
+    goToLogin();
+    return;
+  }
+  const quantity = Number(input.value);
+  if (!Number.isInteger(quantity) || quantity < 1 || quantity > MAX_LINE) {
+    note.textContent = `Choose a whole number from 1 to ${MAX_LINE}.`;
+    input.focus();
+    return;
+  }
+  button.disabled = true;
+  clearAlert();
+  const result = await api("POST", "/cart/add", { body: { bookId: book.id, quantity } });
+  button.disabled = book.available <= 0;
+  if (result.status === 401) {
+    goToLogin();
+    return;
+  }
+  if (result.ok) {
+    onCart(result.data);
+    if (result.data.adjusted) {
+      const { available, quantity: got, requested } = result.data.adjusted;
+      const text = `Quantity adjusted: only ${available} of “${book.title}” available, so your cart has ${got} instead of ${requested}.`;
+      note.textContent = text;
+      note.classList.add("warning");
+      input.value = String(got);
+      showAlert(text, "warning");
+    } else {
+      note.textContent = "";
+      note.classList.remove("warning");
+      say(`“${book.title}”: ${quantity} in your cart.`);
+    }
+    return;
+  }
+  if (result.status === 409) {
+    book.available = 0;
+    onSoldOut();
+    const text = `Sold out: “${book.title}” has no copies left right now.`;
+    note.textContent = text;
+    showAlert(text, "warning");
+    return;
+  }
+  note.textContent = result.message;
+  showAlert(result.message);
+}
+
 /** What a buyer is told about a book's availability. */
 export function stockText(available) {
   if (available <= 0) return "Sold out";
