@@ -76,13 +76,7 @@ def make_processor(
             structlog.contextvars.bind_contextvars(order_id=data["orderId"])
         schedule = schedules.get(job.name)
         if schedule is not None:
-            if isinstance(schedule, Schedule) and not await _first_of_period(
-                services, schedule, job
-            ):
-                JOBS.labels(queue, schedule.name, "skipped").inc()
-                log.info("scheduled_job_skipped", reason="this period ran already")
-                return {"skipped": "this period ran already"}
-            return await _run_scheduled(services, queue, schedule)
+            return await _run_scheduled(services, queue, schedule, job)
         spec = specs.get(job.name)
         try:
             if spec is None:
@@ -128,10 +122,16 @@ def _due_ms(job_id: str) -> int | None:
     return int(tail) if job_id.startswith("repeat:") and tail.isdigit() else None
 
 
-async def _run_scheduled(services: Services, queue: str, schedule: Schedule | Tick) -> Any:
-    """One tick. A failure is logged and counted, never retried nor dead-lettered: the
-    next tick (a fresh job) does the same work again."""
+async def _run_scheduled(
+    services: Services, queue: str, schedule: Schedule | Tick, job: Any
+) -> Any:
+    """One tick (once per period for a scheduler's). A failure is logged and counted,
+    never retried nor dead-lettered: the next tick (a fresh job) does the same work."""
     try:
+        if isinstance(schedule, Schedule) and not await _first_of_period(services, schedule, job):
+            JOBS.labels(queue, schedule.name, "skipped").inc()
+            log.info("scheduled_job_skipped", reason="this period ran already")
+            return {"skipped": "this period ran already"}
         result = await schedule.task(services)
     except Exception as exc:
         JOBS.labels(queue, schedule.name, "error").inc()
