@@ -70,6 +70,24 @@ def infra() -> Iterator[Infra]:
             shutil.rmtree(base, ignore_errors=True)
 
 
+def process_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `bookbazar` process on these settings' PostgreSQL and Redis
+    (the test runner's own TEST_/PYTEST_ variables left out), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "PYTEST_"))}
+    env.update(
+        {
+            "BOOKBAZAR_ENV": "test",
+            "DATABASE_URL": settings.database_url or "",
+            "REDIS_URL": settings.redis_url or "",
+            "REDIS_CLUSTER": "true" if settings.redis_cluster else "false",
+            "JWT_SECRET": settings.secret,
+            "SANDBOX_WEBHOOK_SECRET": settings.sandbox_webhook_secret or "",
+        }
+    )
+    env.update(extra)
+    return env
+
+
 def make_settings(infra: Infra, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",

@@ -3,7 +3,6 @@ page kept in the URL)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from playwright.async_api import expect
@@ -15,6 +14,7 @@ from tests.browser.conftest import (
     open_page,
     signed_in_context,
 )
+from tests.browser.test_stock_and_expiry import api_order
 from tests.conftest import create_book
 
 
@@ -25,17 +25,7 @@ async def test_the_order_history_pages_and_names_each_orders_books(
     titles = [f"Volume {n:02d}" for n in range(1, 13)]
     for title in titles:
         book = await create_book(store.services, title=title, stock=3)
-        added = await store.http.post(
-            "/api/v1/cart/add",
-            json={"bookId": str(book), "quantity": 2 if title.endswith("12") else 1},
-            headers=buyer["headers"],
-        )
-        assert added.status_code == 200, added.text
-        placed = await store.http.post(
-            "/api/v1/orders",
-            headers={**buyer["headers"], "Idempotency-Key": uuid.uuid4().hex},
-        )
-        assert placed.status_code == 201, placed.text
+        await api_order(store, buyer, book, 2 if title.endswith("12") else 1)
     errors: list[str] = []
     context = await signed_in_context(browser, store, buyer)
     page = await open_page(context, f"{store.url}/orders", errors)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from bookbazar.config import Settings
-from tests.conftest import free_port
+from tests.conftest import free_port, process_env
 
 
 @dataclass
@@ -34,21 +33,13 @@ class Processes:
 
 
 def _env(settings: Settings, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "PYTEST_"))}
-    env.update(
-        {
-            "BOOKBAZAR_ENV": "test",
-            "DATABASE_URL": settings.database_url or "",
-            "REDIS_URL": settings.redis_url or "",
-            "JWT_SECRET": settings.secret,
-            "SANDBOX_WEBHOOK_SECRET": settings.sandbox_webhook_secret or "",
-            "PORT": str(port),
-            "PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "FULFILLMENT_SHIP_DELAY_SECONDS": "1",
-            "FULFILLMENT_DELIVER_DELAY_SECONDS": "1",
-        }
+    return process_env(
+        settings,
+        PORT=str(port),
+        PUBLIC_URL=f"http://127.0.0.1:{port}",
+        FULFILLMENT_SHIP_DELAY_SECONDS="1",
+        FULFILLMENT_DELIVER_DELAY_SECONDS="1",
     )
-    return env
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import uuid
@@ -25,6 +24,7 @@ from bookbazar.config import Settings
 from bookbazar.kit.queues import ALL_QUEUES
 from bookbazar.services import Services
 from tests.conftest import free_port
+from tests.conftest import process_env as shared_process_env
 from tests.orders.conftest import available, held_in_db, on_hand
 
 # Worker settings for a process that must not repair anything on its own schedule.
@@ -34,19 +34,7 @@ FAST_SWEEPER = {"SWEEPER_INTERVAL_SECONDS": "0.3", "PENDING_GRACE_SECONDS": "1"}
 
 
 def process_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "PYTEST_"))}
-    env.update(
-        {
-            "BOOKBAZAR_ENV": "test",
-            "DATABASE_URL": settings.database_url or "",
-            "REDIS_URL": settings.redis_url or "",
-            "JWT_SECRET": settings.secret,
-            "SANDBOX_WEBHOOK_SECRET": settings.sandbox_webhook_secret or "",
-            "FAULT_POINTS": "",
-        }
-    )
-    env.update(extra)
-    return env
+    return shared_process_env(settings, **{"FAULT_POINTS": "", **extra})
 
 
 @dataclass

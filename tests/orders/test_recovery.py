@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import uuid
 
 import httpx
 from sqlalchemy import text
-from tests.conftest import create_book, register
+from tests.conftest import create_book, process_env, register
 from tests.orders.conftest import (
     add_to_cart,
     available,
@@ -30,21 +29,6 @@ from bookbazar.inventory.service import Hold, Reserve
 from bookbazar.orders import service
 from bookbazar.orders.jobs import sweep_once
 from bookbazar.services import Services
-
-
-def _process_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "BOOKBAZAR_ENV": "test",
-            "DATABASE_URL": settings.database_url or "",
-            "REDIS_URL": settings.redis_url or "",
-            "JWT_SECRET": settings.secret,
-            "SANDBOX_WEBHOOK_SECRET": settings.sandbox_webhook_secret or "",
-        }
-    )
-    env.update(extra)
-    return env
 
 
 async def _age_everything(services: Services, seconds: int = 120) -> None:
@@ -116,7 +100,7 @@ async def test_api_killed_after_reserving_is_repaired(
         "api",
         "--port",
         str(port),
-        env=_process_env(settings, FAULT_POINTS="order:after-reserve"),
+        env=process_env(settings, FAULT_POINTS="order:after-reserve"),
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -168,7 +152,7 @@ async def test_worker_killed_mid_expiry_is_repaired(
         "-m",
         "bookbazar",
         "worker",
-        env=_process_env(
+        env=process_env(
             settings, FAULT_POINTS="expire:after-commit", SWEEPER_INTERVAL_SECONDS="3600"
         ),
     )
@@ -268,7 +252,7 @@ async def test_cli_reconcile_reports_corrections(settings: Settings, services: S
             "bookbazar",
             "reconcile",
             *flags,
-            env=_process_env(settings),
+            env=process_env(settings),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import socketio
 from bookbazar.config import Settings
 from bookbazar.realtime.emitter import Emitter
 from bookbazar.realtime.server import Gateway, gateway_of
-from tests.conftest import REPO_ROOT, LiveServer, free_port, register
+from tests.conftest import REPO_ROOT, LiveServer, free_port, process_env, register
 
 NODE_DIR = REPO_ROOT / "tests" / "node"
 # After the expected copy arrives, how long we keep listening to prove no second one does.
@@ -180,16 +179,7 @@ def _spawn_api(port: int, env: dict[str, str], log_path: Path) -> subprocess.Pop
 async def api_process(settings: Settings, tmp_path: Path) -> AsyncIterator[ApiProcess]:
     """`bookbazar api` in its own process, on the test's PostgreSQL and Redis."""
     port = free_port()
-    env = {
-        **os.environ,
-        "BOOKBAZAR_ENV": "test",
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "JWT_SECRET": settings.secret,
-        "SANDBOX_WEBHOOK_SECRET": settings.sandbox_webhook_secret or "",
-        "PORT": str(port),
-        "PUBLIC_URL": f"http://127.0.0.1:{port}",
-    }
+    env = process_env(settings, PORT=str(port), PUBLIC_URL=f"http://127.0.0.1:{port}")
     log_path = tmp_path / "api-b.log"
     process = _spawn_api(port, env, log_path)
     url = f"http://127.0.0.1:{port}"

@@ -106,7 +106,6 @@ async def fleet(settings: Settings, tmp_path: Path) -> AsyncIterator[Fleet]:
             "AUDIT_INTERVAL_SECONDS": "2",
             "JOB_LOCK_SECONDS": "3",
             "SWEEPER_INTERVAL_SECONDS": "1",
-            "REDIS_CLUSTER": "true" if settings.redis_cluster else "false",
         }
     )
     log = tmp_path / "up.log"
